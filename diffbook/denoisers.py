@@ -1,0 +1,164 @@
+"""One interface for every model: ``denoiser(x, sigma, **cond) -> x0_hat``.
+
+Notation (code name -> book symbol): ``x`` = x = x_0 + sigma n (VE coordinates, Eq. (ve-coordinates)),
+``sigma`` = sigma (one per sample, shape [B]), ``x0_hat`` = D(x; sigma), the model's estimate of E[x_0 | x].
+The score is (D - x) / sigma^2 (Tweedie, Eq. (tweedie)) and the probability-flow ODE derivative is
+(x - D) / sigma (Eq. (pf-ode-sigma)); both are defined once here.
+
+Adapters turn networks trained with other parameterisations into this interface, as in Karras et al. 2022
+(EDM, Table 1): eps-prediction DDPMs, score networks (NCSN) and diffusers' ``UNet2DModel``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._validate import check_batch_sigma, check_tensor
+from .schedules import sigma_to_t
+
+
+def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def score_from_denoiser(x: torch.Tensor, sigma: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+    """Return the score grad log p_sigma(x) = (x0_hat - x) / sigma^2. Implements Eq. (tweedie)."""
+    return (x0_hat - x) / _b(sigma, x) ** 2
+
+
+def ode_derivative(x: torch.Tensor, sigma: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+    """Return dx/dsigma = (x - x0_hat) / sigma of the probability-flow ODE. Implements Eq. (pf-ode-sigma)."""
+    return (x - x0_hat) / _b(sigma, x)
+
+
+def _unwrap(out):
+    """diffusers models return an output object with ``.sample``; plain modules return the tensor."""
+    return out.sample if hasattr(out, "sample") else out
+
+
+def from_eps_model(net, alpha_bar: torch.Tensor):
+    """Wrap a discrete DDPM noise-prediction network ``net(x_t, t, **cond) -> eps_hat`` as a denoiser.
+
+    Implements Eq. (eps-to-denoiser): x_t = sqrt(alpha_bar) x (VP input), t = the fractional timestep whose sigma_t
+    equals sigma, and x0_hat = x - sigma * eps_hat. ``alpha_bar`` is the model's training table (length T).
+    """
+    check_tensor("alpha_bar", alpha_bar)
+    table = alpha_bar.detach().double().cpu()
+
+    def denoiser(x, sigma, **cond):
+        sigma = check_batch_sigma(x, sigma)
+        c_in = _b((1 + sigma**2).rsqrt(), x)
+        t = sigma_to_t(sigma.detach().double().cpu(), table).to(device=x.device, dtype=torch.float32)
+        eps_hat = _unwrap(net(x * c_in, t, **cond)).to(x.dtype)
+        return x - _b(sigma, x) * eps_hat
+
+    denoiser.net, denoiser.alpha_bar = net, table
+    return denoiser
+
+
+def from_score_model(net):
+    """Wrap a noise-conditional score network ``net(x, sigma, **cond) -> s(x, sigma)`` as a denoiser.
+
+    Implements Eq. (tweedie) solved for x0_hat: D = x + sigma^2 s(x, sigma); Song & Ermon 2019.
+    """
+
+    def denoiser(x, sigma, **cond):
+        sigma = check_batch_sigma(x, sigma)
+        return x + _b(sigma, x) ** 2 * _unwrap(net(x, sigma, **cond)).to(x.dtype)
+
+    denoiser.net = net
+    return denoiser
+
+
+def from_diffusers_unet(unet, scheduler):
+    """Wrap a diffusers ``UNet2DModel`` trained with ``scheduler``'s config (epsilon, v_prediction or sample).
+
+    Implements Eq. (eps-to-denoiser) and its v- and x0-prediction variants: with c_in = sqrt(alpha_bar) =
+    1/sqrt(1+sigma^2), eps: D = x - sigma eps_hat; v: D = c_in^2 x - sigma c_in v_hat; sample: D = x0_hat.
+    Class labels go in as ``class_labels=...``.
+    """
+    alpha_bar = torch.as_tensor(scheduler.alphas_cumprod).double().cpu()
+    kind = scheduler.config.prediction_type
+    if kind not in ("epsilon", "v_prediction", "sample"):
+        raise ValueError(f"unsupported prediction_type {kind!r}; expected 'epsilon', 'v_prediction' or 'sample'.")
+
+    def denoiser(x, sigma, **cond):
+        sigma = check_batch_sigma(x, sigma)
+        c_in = _b((1 + sigma**2).rsqrt(), x)
+        s = _b(sigma, x)
+        t = sigma_to_t(sigma.detach().double().cpu(), alpha_bar).to(device=x.device, dtype=torch.float32)
+        out = _unwrap(unet(x * c_in, t, **cond)).to(x.dtype)
+        if kind == "epsilon":
+            return x - s * out
+        if kind == "v_prediction":
+            return c_in**2 * x - s * c_in * out
+        return out
+
+    denoiser.net, denoiser.alpha_bar = unet, alpha_bar
+    return denoiser
+
+
+def gaussian_denoiser(s: float):
+    """The exact denoiser of data N(0, s^2 I): D*(x, sigma) = s^2 / (s^2 + sigma^2) x. Eq. (gaussian-denoiser)."""
+    s2 = float(s) ** 2
+
+    def denoiser(x, sigma, **cond):
+        sigma = check_batch_sigma(x, sigma)
+        return s2 / (s2 + _b(sigma, x) ** 2) * x
+
+    return denoiser
+
+
+def _gmm_args(means, stds, weights, like: torch.Tensor):
+    means = torch.as_tensor(means, dtype=like.dtype, device=like.device)
+    if means.dim() != 2:
+        raise ValueError(f"means must have shape [K, d], got {tuple(means.shape)}.")
+    K = means.shape[0]
+    stds = torch.as_tensor(stds, dtype=like.dtype, device=like.device).expand(K)
+    if weights is None:
+        weights = torch.full((K,), 1.0 / K, dtype=like.dtype, device=like.device)
+    weights = torch.as_tensor(weights, dtype=like.dtype, device=like.device)
+    if weights.shape != (K,) or (weights < 0).any() or not math.isclose(weights.sum().item(), 1.0, rel_tol=1e-5):
+        raise ValueError("weights must be K non-negative numbers that sum to 1.")
+    if (stds <= 0).any():
+        raise ValueError("stds must be > 0.")
+    return means, stds, weights
+
+
+def _gmm_responsibilities(x, sigma, means, stds, weights):
+    """log w_k + log N(x; m_k, (s_k^2 + sigma^2) I) for each component: shape [B, K]."""
+    d = x.shape[1]
+    var = stds[None, :] ** 2 + sigma[:, None] ** 2  # [B, K]
+    sq = torch.cdist(x, means) ** 2  # [B, K]
+    return weights.log()[None, :] - 0.5 * sq / var - 0.5 * d * torch.log(2 * math.pi * var), var
+
+
+def gmm_log_prob(x: torch.Tensor, means, stds, weights=None, sigma=0.0) -> torch.Tensor:
+    """Log density of an isotropic Gaussian mixture convolved with N(0, sigma^2 I), at points x [B, d]."""
+    check_tensor("x", x, min_dim=2)
+    means, stds, weights = _gmm_args(means, stds, weights, x)
+    sigma = check_batch_sigma(x, sigma)
+    logits, _ = _gmm_responsibilities(x, sigma, means, stds, weights)
+    return torch.logsumexp(logits, dim=1)
+
+
+def gmm_denoiser(means, stds, weights=None):
+    """The exact denoiser E[x_0 | x] of an isotropic Gaussian mixture sum_k w_k N(m_k, s_k^2 I), data of shape [B, d].
+
+    Implements Eq. (gmm-denoiser): D = sum_k r_k(x) (m_k + s_k^2/(s_k^2 + sigma^2) (x - m_k)), r_k the posterior
+    responsibility of component k under the noised mixture.
+    """
+
+    def denoiser(x, sigma, **cond):
+        check_tensor("x", x, min_dim=2)
+        m, s, w = _gmm_args(means, stds, weights, x)
+        sig = check_batch_sigma(x, sigma)
+        logits, var = _gmm_responsibilities(x, sig, m, s, w)
+        r = torch.softmax(logits, dim=1)  # [B, K]
+        shrink = (s[None, :] ** 2 / var)  # [B, K]
+        comp = m[None] + shrink[..., None] * (x[:, None, :] - m[None])  # [B, K, d]
+        return (r[..., None] * comp).sum(1)
+
+    return denoiser
