@@ -1,0 +1,111 @@
+"""Training loop of the DCGAN baseline, with the same command, checkpoints and logs as the diffusion models."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import zoo
+from .gan import Discriminator, Generator, discriminator_loss, generator_loss, init_weights
+
+
+def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, config: str,
+              kill_at_step: int | None = None, fresh: bool = False) -> dict:
+    """Alternate one discriminator and one generator Adam step per batch (Goodfellow et al. 2014, Alg. 1, k=1).
+
+    Both losses are logged every 50 steps: the chapter plots them to show the adversarial game oscillating.
+    """
+    from tqdm.auto import tqdm
+
+    from .training import _atomic_torch_save, _device_name, _sync
+
+    device = acc.device
+    G, D = Generator(cfg["nz"], cfg["ngf"]), Discriminator(cfg["ndf"])
+    G.apply(init_weights)
+    D.apply(init_weights)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]))
+    G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
+    g = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + acc.process_index)
+    per_proc = cfg["batch"] // acc.num_processes
+    ckpt_path, log_path = out / "checkpoint.pt", out / f"{model}.log.jsonl"
+    start, log, elapsed_before = 0, [], 0.0
+    if ckpt_path.exists() and not fresh:
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        acc.unwrap_model(G).load_state_dict(ck["G"])
+        acc.unwrap_model(D).load_state_dict(ck["D"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        g.set_state(ck["gen"][acc.process_index].cpu())
+        start, log, elapsed_before = ck["step"], ck["log"], ck["elapsed"]
+        cfg["steps"] = ck["planned_steps"]
+        acc.print(f"resumed {model} from {ckpt_path} at step {start}")
+    nz = acc.unwrap_model(G).nz
+    budget, t0, step = cfg.get("time_budget_s"), time.perf_counter(), start
+    bar = tqdm(total=cfg["steps"], initial=start, desc=model, disable=not acc.is_main_process, mininterval=5)
+    t_window, n_window = time.perf_counter(), 0
+    while step < cfg["steps"]:
+        if kill_at_step is not None and step == kill_at_step:
+            os._exit(137)
+        idx = torch.randint(0, data.shape[0], (per_proc,), generator=g, device=device)
+        x_real = data[idx]
+        z = torch.randn(per_proc, nz, generator=g, device=device)
+        with acc.autocast():
+            fake = G(z)
+            loss_d = discriminator_loss(D, x_real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        acc.backward(loss_d)
+        opt_d.step()
+        with acc.autocast():
+            loss_g = generator_loss(D, fake)
+        opt_g.zero_grad(set_to_none=True)
+        acc.backward(loss_g)
+        opt_g.step()
+        step += 1
+        n_window += cfg["batch"]
+        bar.update(1)
+        if step % 50 == 0 or step == cfg["steps"]:
+            _sync(device)
+            now = time.perf_counter()
+            rec = dict(step=step, loss_d=round(loss_d.item(), 5), loss_g=round(loss_g.item(), 5), lr=cfg["lr"],
+                       img_s=round(n_window / (now - t_window), 1))
+            t_window, n_window = now, 0
+            log.append(rec)
+            if acc.is_main_process:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+        if budget and step == 100 and start == 0:
+            _sync(device)
+            cfg["steps"] = max(200, min(cfg["steps"], int(100 / (time.perf_counter() - t0) * budget)))
+            bar.total = cfg["steps"]
+        if step % cfg["ckpt_every"] == 0 and step < cfg["steps"]:
+            gens = acc.gather(g.get_state().to(device)[None]) if acc.num_processes > 1 else g.get_state()[None]
+            if acc.is_main_process:
+                _atomic_torch_save(dict(G=acc.unwrap_model(G).state_dict(), D=acc.unwrap_model(D).state_dict(),
+                                        opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), gen=gens.cpu(),
+                                        step=step, log=log, elapsed=elapsed_before + time.perf_counter() - t0,
+                                        planned_steps=cfg["steps"]), ckpt_path)
+            acc.wait_for_everyone()
+    bar.close()
+    _sync(device)
+    wall = elapsed_before + time.perf_counter() - t0
+    rates = [r["img_s"] for r in log[len(log) // 4:]] or [float("nan")]
+    card = dict(arch="dcgan", config=dict(nz=cfg["nz"], ngf=cfg["ngf"]), model=model, parameterisation="generator",
+                data="Fashion-MNIST train (60,000 images), padded to 32x32, in [-1, 1]",
+                command=f"python -m diffbook train {model} --config {config}", config_name=config, steps=step,
+                batch=cfg["batch"], lr=cfg["lr"], betas=list(cfg["betas"]), device=_device_name(device),
+                n_processes=acc.num_processes, precision="bf16 autocast" if device.type == "cuda" else "fp32",
+                train_wall_s=round(wall, 1), img_s=round(sorted(rates)[len(rates) // 2], 1),
+                n_params=sum(p.numel() for p in acc.unwrap_model(G).parameters()), torch=torch.__version__,
+                python=sys.version.split()[0], date=time.strftime("%Y-%m-%d"), gpu_trained=device.type == "cuda")
+    if acc.is_main_process:
+        zoo.save_model(model, acc.unwrap_model(G).state_dict(), card, root=out)
+        if ckpt_path.exists():
+            ckpt_path.unlink()
+    acc.wait_for_everyone()
+    return card
