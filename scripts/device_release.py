@@ -1,0 +1,58 @@
+"""Run the release zoo on a lent GPU machine and mirror what it finishes into $OUT as it goes.
+
+The GPU machine returns at most 8 files, so the weights come back one file per model and everything else
+(cards, registry, logs, sample grids) in one tar, rewritten after every step. Usage (see README, "Training"):
+    python3 scripts/device_release.py --deadline-s 480
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffbook.release import run_zoo  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--deadline-s", type=float, default=480)
+p.add_argument("--work", default="/tmp/zoo")
+p.add_argument("--n-eval", type=int, default=None)
+p.add_argument("--config", default="release", choices=["smoke", "release"])
+p.add_argument("--clf-epochs", type=int, default=15)
+p.add_argument("--clf-n-train", type=int, default=None)
+a = p.parse_args()
+out = Path(os.environ.get("OUT", "out"))
+out.mkdir(parents=True, exist_ok=True)
+work = Path(a.work)
+
+
+def mirror(path: Path) -> None:
+    if path.suffix == ".safetensors":
+        shutil.copy(path, out / path.name)
+        return
+    tmp = out / ".meta.tar.tmp"
+    with tarfile.open(tmp, "w") as tar:
+        for f in sorted(work.iterdir()):
+            if f.suffix in (".json", ".jsonl", ".png"):
+                tar.add(f, arcname=f.name)
+    os.replace(tmp, out / "meta.tar")
+
+
+import torch  # noqa: E402
+
+from diffbook.classifier import main as train_classifier  # noqa: E402
+
+# The feature classifier first: every Frechet distance of the run is measured in its features.
+dev = "cuda" if torch.cuda.is_available() else "cpu"
+clf_args = ["--device", dev, "--threads", str(os.cpu_count() if dev == "cuda" else 2), "--epochs", str(a.clf_epochs), "--batch", "256", "--out", str(work)]
+if a.clf_n_train:
+    clf_args += ["--n-train", str(a.clf_n_train)]
+work.mkdir(parents=True, exist_ok=True)
+train_classifier(clf_args)
+mirror(work / "fmnist-clf.safetensors")
+run_zoo(a.config, work, n_eval=a.n_eval, deadline_s=a.deadline_s, on_progress=mirror, clf_root=work)
+mirror(work / "results.json")
+print("done", flush=True)

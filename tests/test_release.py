@@ -1,0 +1,33 @@
+"""`python -m diffbook zoo --config smoke`: the whole train-and-evaluate pipeline the GPU release runs, on a CPU."""
+
+import json
+
+import pytest
+
+from diffbook.release import SMOKE_SPECS, run_zoo
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    return out, run_zoo("smoke", out, n_eval=200)
+
+
+def test_every_model_trained_and_measured(smoke_results):
+    out, res = smoke_results
+    assert json.loads((out / "results.json").read_text()) == res
+    assert {"command", "commit", "device", "date", "wall_s", "floor"} <= res.keys()
+    assert set(res["models"]) == set(SMOKE_SPECS)
+    measured = [(e["model"], e["sampler"]) for e in res["evaluations"]]
+    assert measured == [(m, s["sampler"]) for m, specs in SMOKE_SPECS.items() for s in specs]
+    for e in res["evaluations"]:
+        assert e["n"] == 200 and e["fd"] > 0 and e["floor"] == res["floor"]["fd"] > 0
+        assert 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
+        # a few CPU smoke steps cannot model the data: far above the real-vs-real floor
+        assert e["fd_over_floor"] > 2
+        assert (out / f"grid-{e['model']}-{e['sampler']}-{e['steps']}{'-' + str(e['w']) if e.get('w') else ''}.png").exists()
+
+
+def test_deadline_skips_evaluations_but_keeps_results(tmp_path):
+    res = run_zoo("smoke", tmp_path, n_eval=200, deadline_s=1e-9, models=("fmnist-gan",))
+    assert res["evaluations"] and all(e.get("skipped") == "deadline" for e in res["evaluations"])
