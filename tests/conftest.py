@@ -1,0 +1,41 @@
+"""Shared test helpers: repository paths and the book's page list (read from _toc.yml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+
+
+def toc_docnames(root: Path = ROOT) -> list[str]:
+    """Return every page of the book in reading order (root first), as docnames without suffix.
+
+    Reads _toc.yml (jb-book format: root, then chapters or parts/chapters, each with optional sections).
+    """
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    names = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    return names
+
+
+def chapter_notebooks(root: Path = ROOT) -> list[Path]:
+    """Return the chapter notebooks book/*.ipynb, sorted by name."""
+    return sorted((root / "book").glob("*.ipynb"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the slow site test first, so that under xdist one worker builds the site from the start
+    while the other runs the unit tests and the chapters (nbval)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("site") else 1)
