@@ -15,8 +15,8 @@ import math
 
 import torch
 
-from ._validate import check_batch_sigma, check_tensor
-from .schedules import sigma_to_t
+from ._validate import check_batch_sigma, check_finite, check_positive, check_tensor
+from .schedules import sigma_to_t, t_to_sigma
 
 
 def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ def from_eps_model(net, alpha_bar: torch.Tensor):
     Implements Eq. (eps-to-denoiser): x_t = sqrt(alpha_bar) x (VP input), t = the fractional timestep whose sigma_t
     equals sigma, and x0_hat = x - sigma * eps_hat. ``alpha_bar`` is the model's training table (length T).
     """
-    check_tensor("alpha_bar", alpha_bar)
+    t_to_sigma(0, alpha_bar)  # checks the table: 1-D, entries strictly between 0 and 1
     table = alpha_bar.detach().double().cpu()
 
     def denoiser(x, sigma, **cond):
@@ -102,7 +102,7 @@ def from_diffusers_unet(unet, scheduler):
 
 def gaussian_denoiser(s: float):
     """The exact denoiser of data N(0, s^2 I): D*(x, sigma) = s^2 / (s^2 + sigma^2) x. Eq. (gaussian-denoiser)."""
-    s2 = float(s) ** 2
+    s2 = check_positive("s", s) ** 2
 
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
@@ -112,11 +112,18 @@ def gaussian_denoiser(s: float):
 
 
 def _gmm_args(means, stds, weights, like: torch.Tensor):
+    if like.dim() != 2:
+        raise ValueError(f"x must hold 2-D data points of shape [B, d], got {tuple(like.shape)}.")
     means = torch.as_tensor(means, dtype=like.dtype, device=like.device)
-    if means.dim() != 2:
-        raise ValueError(f"means must have shape [K, d], got {tuple(means.shape)}.")
+    if means.dim() != 2 or means.shape[1] != like.shape[1]:
+        raise ValueError(f"means must have shape [K, d] with d = {like.shape[1]} (the data's dimension), "
+                         f"got {tuple(means.shape)}.")
+    check_finite("means", means)
     K = means.shape[0]
-    stds = torch.as_tensor(stds, dtype=like.dtype, device=like.device).expand(K)
+    stds = torch.as_tensor(stds, dtype=like.dtype, device=like.device)
+    if stds.dim() > 1 or stds.numel() not in (1, K):
+        raise ValueError(f"stds must be one number or K = {K} numbers, got shape {tuple(stds.shape)}.")
+    stds = check_finite("stds", stds.reshape(-1).expand(K))
     if weights is None:
         weights = torch.full((K,), 1.0 / K, dtype=like.dtype, device=like.device)
     weights = torch.as_tensor(weights, dtype=like.dtype, device=like.device)

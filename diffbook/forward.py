@@ -16,8 +16,21 @@ def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.dim() - 1))).to(x)
 
 
+def _check_table(name: str, v: torch.Tensor, upper_inclusive: bool) -> torch.Tensor:
+    """A 1-D schedule table (betas or alpha_bar) with entries in (0, 1) (alpha_bar may reach 1)."""
+    check_tensor(name, v)
+    if v.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor (one entry per timestep), got shape {tuple(v.shape)}.")
+    if (v <= 0).any() or (v > 1).any() or (not upper_inclusive and (v >= 1).any()):
+        raise ValueError(f"{name} must lie strictly between 0 and 1.")
+    return v
+
+
 def _check_t(t, n_steps: int, batch: int, device) -> torch.Tensor:
-    t = torch.as_tensor(t, device=device)
+    try:
+        t = torch.as_tensor(t, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"t must be an integer or an integer tensor of shape [B], got {type(t).__name__}.") from None
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise TypeError(f"t must hold integer timesteps in 0..{n_steps - 1}, got dtype {t.dtype}.")
     if t.dim() == 0:
@@ -37,10 +50,11 @@ def q_sample(x0: torch.Tensor, t, alpha_bar: torch.Tensor, noise: torch.Tensor |
     ``t`` holds 0-based integer timesteps, one per sample (or one for all).
     """
     check_tensor("x0", x0)
+    _check_table("alpha_bar", alpha_bar, upper_inclusive=True)
     t = _check_t(t, alpha_bar.shape[0], x0.shape[0], x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    elif noise.shape != x0.shape:
+    elif check_tensor("noise", noise).shape != x0.shape:
         raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}.")
     ab = _per_sample(alpha_bar.to(x0.device)[t], x0)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
@@ -48,7 +62,12 @@ def q_sample(x0: torch.Tensor, t, alpha_bar: torch.Tensor, noise: torch.Tensor |
 
 def q_step(x_prev: torch.Tensor, beta_t: float | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One step of the forward chain: x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps. Eq. (ddpm-forward-step)."""
+    check_tensor("x_prev", x_prev)
+    if not isinstance(beta_t, (float, int, torch.Tensor)) or isinstance(beta_t, bool):
+        raise TypeError(f"beta_t must be a number, got {type(beta_t).__name__}.")
     beta_t = torch.as_tensor(beta_t, dtype=x_prev.dtype, device=x_prev.device)
+    if beta_t.numel() != 1 or not (0 < beta_t.item() < 1):
+        raise ValueError(f"beta_t must be one number strictly between 0 and 1, got {beta_t.tolist()}.")
     noise = torch.randn(x_prev.shape, generator=generator, device=x_prev.device, dtype=x_prev.dtype)
     return (1 - beta_t).sqrt() * x_prev + beta_t.sqrt() * noise
 
@@ -60,7 +79,7 @@ def q_chain(x0: torch.Tensor, betas: torch.Tensor, generator: torch.Generator | 
     Implements Eq. (ddpm-forward-step) iterated. With ``keep=k`` only every k-th state is kept (plus x_T).
     """
     check_tensor("x0", x0)
-    check_tensor("betas", betas)
+    _check_table("betas", betas, upper_inclusive=False)
     out, x = [x0], x0
     for i, b in enumerate(betas):
         x = q_step(x, b, generator)
@@ -77,6 +96,9 @@ def q_posterior_mean_var(x0: torch.Tensor, x_t: torch.Tensor, t, betas: torch.Te
     """
     check_tensor("x0", x0)
     check_tensor("x_t", x_t)
+    if x0.shape != x_t.shape:
+        raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}.")
+    _check_table("betas", betas, upper_inclusive=False)
     t = _check_t(t, betas.shape[0], x0.shape[0], x0.device)
     if (t < 1).any():
         raise ValueError("q(x_{t-1} | x_t, x_0) needs t >= 1 (x_{-1} does not exist).")

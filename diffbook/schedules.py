@@ -20,7 +20,14 @@ import math
 
 import torch
 
-from ._validate import check_nfe, check_positive, check_tensor
+from ._validate import check_finite, check_nfe, check_positive, check_tensor
+
+
+def _check_vector(name: str, v) -> torch.Tensor:
+    check_tensor(name, v)
+    if v.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor (one entry per timestep), got shape {tuple(v.shape)}.")
+    return v
 
 
 def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -41,6 +48,8 @@ def cosine_alpha_bar(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -
     ``squaredcos_cap_v2``), so alpha_bar here is rebuilt from the clipped betas.
     """
     T = check_nfe(T)
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+        raise ValueError(f"s must be a finite offset >= 0 (the paper uses 0.008), got {s!r}.")
 
     def f(t):
         return math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
@@ -51,7 +60,7 @@ def cosine_alpha_bar(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -
 
 def betas_to_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
     """Return alpha_bar_t = prod_{s<=t} (1 - beta_s). Implements Eq. (ddpm-closed-form)."""
-    check_tensor("betas", betas)
+    _check_vector("betas", betas)
     if (betas <= 0).any() or (betas >= 1).any():
         raise ValueError("betas must lie strictly between 0 and 1.")
     return torch.cumprod(1 - betas, dim=0)
@@ -59,7 +68,7 @@ def betas_to_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
 
 def alpha_bar_to_betas(alpha_bar: torch.Tensor) -> torch.Tensor:
     """Invert :func:`betas_to_alpha_bar`: beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}."""
-    check_tensor("alpha_bar", alpha_bar)
+    _check_vector("alpha_bar", alpha_bar)
     prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
     return 1 - alpha_bar / prev
 
@@ -88,6 +97,7 @@ def vp_prior_std(sigma_max) -> torch.Tensor | float:
 
 def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     """Append the final noise level 0 (the clean sample) to a decreasing list of sigmas."""
+    _check_vector("sigmas", sigmas)
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
@@ -125,13 +135,24 @@ def _sigma_table(alpha_bar: torch.Tensor) -> torch.Tensor:
     return alpha_bar_to_sigma(alpha_bar.double())
 
 
+def _as_float64(name: str, v) -> torch.Tensor:
+    """``v`` (a number, sequence, array or tensor) as a finite float64 tensor, or one clear error."""
+    try:
+        v = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(v).__name__}.") from None
+    if v.is_complex() or v.dtype == torch.bool:
+        raise TypeError(f"{name} must hold real numbers, got dtype {v.dtype}.")
+    return check_finite(name, v.to(torch.float64))
+
+
 def t_to_sigma(t, alpha_bar: torch.Tensor) -> torch.Tensor:
     """Return sigma at (possibly fractional) discrete time t, interpolating the table t -> sigma_t linearly.
 
     This is the interpolation diffusers' Euler/Heun schedulers use, so a fractional t means the same in both.
     """
     table = _sigma_table(alpha_bar)
-    t = torch.as_tensor(t, dtype=torch.float64)
+    t = _as_float64("t", t)
     T = table.shape[0]
     if (t < 0).any() or (t > T - 1).any():
         raise ValueError(f"t must lie in [0, {T - 1}], got values in [{t.min().item()}, {t.max().item()}].")
@@ -145,8 +166,10 @@ def sigma_to_t(sigma, alpha_bar: torch.Tensor) -> torch.Tensor:
 
     Sigmas outside the table's range are clamped to t = 0 or t = T - 1.
     """
-    table = _sigma_table(alpha_bar).to(torch.as_tensor(sigma).device)
-    s = torch.as_tensor(sigma, dtype=torch.float64, device=table.device)
+    s = _as_float64("sigma", sigma)
+    if (s < 0).any():
+        raise ValueError("sigma must be >= 0 (it is a noise standard deviation).")
+    table = _sigma_table(alpha_bar).to(s.device)
     T = table.shape[0]
     s = s.clamp(table[0], table[-1])
     hi = torch.searchsorted(table, s.reshape(-1)).clamp(1, T - 1).reshape(s.shape)
@@ -181,5 +204,6 @@ def ddpm_sigmas(alpha_bar: torch.Tensor, n: int, spacing: str = "leading") -> to
 
     The levels are sigma_t at :func:`ddpm_timesteps`; the final 0 means the last step returns the clean estimate.
     """
-    ts = ddpm_timesteps(alpha_bar.shape[0], n, spacing)
-    return append_zero(_sigma_table(alpha_bar)[ts])
+    table = _sigma_table(alpha_bar)
+    ts = ddpm_timesteps(table.shape[0], n, spacing)
+    return append_zero(table[ts])

@@ -85,8 +85,12 @@ class VPSDE(SDE):
         return lm.exp(), (1 - (2 * lm).exp()).sqrt()
 
     def discrete_betas(self, T: int = 1000) -> torch.Tensor:
-        """DDPM betas whose chain discretises this SDE: beta_i = beta(t_i) / T (Song et al. 2021, App. B)."""
-        t = (torch.arange(T, dtype=torch.float64) + 1) / T
+        """DDPM betas whose chain discretises this SDE: beta_i = beta(t_i) / T on t_i = i / (T - 1).
+
+        Song et al. 2021, App. B: with beta_min = 0.1, beta_max = 20 and T = 1000 these are exactly DDPM's linear
+        betas 1e-4 ... 0.02, so a DDPM trained with them is a discretised VP-SDE model.
+        """
+        t = torch.linspace(0, 1, T, dtype=torch.float64)
         return self.beta(t) / T
 
 
