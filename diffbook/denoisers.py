@@ -169,3 +169,24 @@ def gmm_denoiser(means, stds, weights=None):
         return (r[..., None] * comp).sum(1)
 
     return denoiser
+
+
+def vp_score(denoiser, sde):
+    """The continuous-time VP score s(x_t, t) = grad log p_t(x_t) of a denoiser, for a VP (or sub-VP) SDE.
+
+    Implements Eq. (sde-to-sigma): x_t = m(t) x_0 + s(t) z is x_t / m(t) = x_0 + sigma(t) z with sigma = s/m, so
+    grad_{x_t} log p_t(x_t) = score_VE(x_t / m, sigma) / m. With ``VPSDE(0.1, 20)``, whose discretisation is DDPM's
+    linear schedule (:meth:`diffbook.sde.VPSDE.discrete_betas`), this turns the discrete fmnist-ddpm into the
+    continuous VP-SDE model of Song et al. 2021: the book's ``fmnist-vp-sde``.
+    """
+
+    def score(x_t, t, **cond):
+        t = torch.as_tensor(t, dtype=torch.float64, device=x_t.device)
+        if t.dim() == 0:
+            t = t.expand(x_t.shape[0])
+        m, s = sde.marginal(t)
+        m, sigma = m.to(x_t.dtype), (s / m).to(x_t.dtype)
+        x = x_t / _b(m, x_t)
+        return score_from_denoiser(x, sigma, denoiser(x, sigma, **cond)) / _b(m, x_t)
+
+    return score
