@@ -96,8 +96,10 @@ def load_state(name: str, root: Path | None = None, dtype=torch.float32) -> tupl
         raise ZooError(f"unknown model {name!r}; the zoo in {root} has: {', '.join(sorted(reg)) or 'nothing'}.")
     entry = reg[name]
     path = root / entry["file"]
+    card_path = root / entry["card"]
+    command = json.loads(card_path.read_text()).get("command") if card_path.exists() else None
     fix = ("reinstall diffbook (pip install --force-reinstall diffbook) or restore the file from the repository "
-           f"(git checkout -- {path.name}), or retrain it with `python -m diffbook train {name} --config release`")
+           f"(git checkout -- {path.name}), or retrain it with `{command or f'python -m diffbook train {name}'}`")
     if not path.exists():
         raise ZooError(f"weights file {path} for {name!r} is missing; {fix}.")
     digest = sha256_file(path)
@@ -105,8 +107,7 @@ def load_state(name: str, root: Path | None = None, dtype=torch.float32) -> tupl
         raise ZooError(f"weights file {path} for {name!r} has SHA-256 {digest[:12]}..., but the registry expects "
                        f"{entry['sha256'][:12]}...: the file is corrupt or was changed; {fix}.")
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(path).items()}
-    card = json.loads((root / entry["card"]).read_text())
-    return state, card
+    return state, json.loads(card_path.read_text())
 
 
 def build(card: dict) -> torch.nn.Module:
