@@ -12,6 +12,8 @@ notebooks (Jupyter, Colab) and :func:`animate` precomputes the same frames for t
 
 from __future__ import annotations
 
+import re
+
 import math
 from typing import Callable, Sequence
 
@@ -236,6 +238,9 @@ def to_jshtml(fig, update: Callable[[int], object], frames: int, *, interval: in
     try:
         anim = animation.FuncAnimation(fig, update, frames=frames, interval=interval, blit=False)
         html = anim.to_jshtml(default_mode="loop" if loop else "once")
+        # matplotlib links Font Awesome from a CDN for the button icons; the book's theme ships its own icons,
+        # and the website must work offline, so the external stylesheet is dropped.
+        html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
     finally:
         fig.set_dpi(old_dpi)
         plt.close(fig)
