@@ -12,9 +12,8 @@ notebooks (Jupyter, Colab) and :func:`animate` precomputes the same frames for t
 
 from __future__ import annotations
 
-import re
-
 import math
+import re
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
