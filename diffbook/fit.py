@@ -15,7 +15,8 @@ def fit(model: torch.nn.Module, loss_fn, sample_data, *, steps: int = 2000, batc
 
     Returns ``(model_for_sampling, losses)``: the EMA copy of the weights when ``ema_decay`` is set (Polyak
     averaging; Song & Ermon 2020 Technique 5), else the model itself; ``losses`` is the per-step loss list.
-    Seeded: the same seed gives the same weights.
+    Seeded: the same seed and the same initial model give the same weights (seed the global RNG with
+    ``torch.manual_seed`` before building the model to fix its initialisation too).
     """
     steps, batch = check_nfe(steps), check_nfe(batch)
     check_positive("lr", lr)

@@ -25,26 +25,35 @@ def max_pairwise_distance(x: torch.Tensor, max_n: int = 10_000) -> float:
     return best
 
 
+def ncsnv2_overlap(gamma: float, dim: int) -> float:
+    """Phi(sqrt(2D)(gamma-1) + 3 gamma) - Phi(sqrt(2D)(gamma-1) - 3 gamma): NCSNv2's overlap between adjacent levels.
+
+    Eq. (ncsnv2-ratio); Song & Ermon 2020, Technique 2.
+    """
+    a = math.sqrt(2 * dim) * (gamma - 1)
+    return 0.5 * (math.erf((a + 3 * gamma) / math.sqrt(2)) - math.erf((a - 3 * gamma) / math.sqrt(2)))
+
+
 def ncsnv2_ratio(dim: int, target: float = 0.5) -> float:
     """The ratio gamma = sigma_{i-1}/sigma_i of NCSNv2's Technique 2 for data of dimension ``dim``.
 
-    Solves Phi(sqrt(2D)(gamma-1) + 3 gamma) - Phi(sqrt(2D)(gamma-1) - 3 gamma) = target by bisection, so that
-    consecutive noise levels overlap enough for Langevin to hand samples from one level to the next.
+    Solves ncsnv2_overlap(gamma, dim) = target by bisection, so that consecutive noise levels overlap enough for
+    Langevin to hand samples from one level to the next. For dim <= 4 the overlap never falls to 0.5 (as gamma
+    grows it tends to 1), so the rule sets no limit and a ValueError says so.
     """
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}.")
-
-    def phi(z):
-        return 0.5 * (1 + math.erf(z / math.sqrt(2)))
-
-    def f(g):
-        a = math.sqrt(2 * dim) * (g - 1)
-        return phi(a + 3 * g) - phi(a - 3 * g)
-
-    lo, hi = 1.0 + 1e-9, 10.0  # f decreases from ~1 at gamma=1
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}.")
+    if not 0 < target < 1:
+        raise ValueError(f"target must lie in (0, 1), got {target!r}.")
+    if 2 * dim <= 9:
+        raise ValueError(f"NCSNv2's ratio rule sets no limit for dim = {dim} <= 4: the overlap between levels stays "
+                         "above 0.5 for every ratio; choose the ratio by hand (e.g. from the number of levels).")
+    lo, hi = 1.0, 2.0
+    while ncsnv2_overlap(hi, dim) > target:
+        lo, hi = hi, 2 * hi
     for _ in range(100):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if f(mid) > target else (lo, mid)
+        lo, hi = (mid, hi) if ncsnv2_overlap(mid, dim) > target else (lo, mid)
     return 0.5 * (lo + hi)
 
 
