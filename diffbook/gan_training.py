@@ -22,7 +22,7 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
     """
     from tqdm.auto import tqdm
 
-    from .training import _atomic_torch_save, _device_name, _sync
+    from .training import _device_name, _sync, load_checkpoint, save_checkpoint
 
     device = acc.device
     G, D = Generator(cfg["nz"], cfg["ngf"]), Discriminator(cfg["ndf"])
@@ -34,16 +34,11 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
     g = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + acc.process_index)
     per_proc = cfg["batch"] // acc.num_processes
     ckpt_path, log_path = out / "checkpoint.pt", out / f"{model}.log.jsonl"
+    modules, optimizers = {"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
     start, log, elapsed_before = 0, [], 0.0
     if ckpt_path.exists() and not fresh:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        acc.unwrap_model(G).load_state_dict(ck["G"])
-        acc.unwrap_model(D).load_state_dict(ck["D"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        g.set_state(ck["gen"][acc.process_index].cpu())
-        start, log, elapsed_before = ck["step"], ck["log"], ck["elapsed"]
-        cfg["steps"] = ck["planned_steps"]
+        ck = load_checkpoint(ckpt_path, acc, g, modules, optimizers)
+        start, log, elapsed_before, cfg["steps"] = ck["step"], ck["log"], ck["elapsed"], ck["planned_steps"]
         acc.print(f"resumed {model} from {ckpt_path} at step {start}")
     nz = acc.unwrap_model(G).nz
     budget, t0, step = cfg.get("time_budget_s"), time.perf_counter(), start
@@ -84,13 +79,8 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
             cfg["steps"] = max(200, min(cfg["steps"], int(100 / (time.perf_counter() - t0) * budget)))
             bar.total = cfg["steps"]
         if step % cfg["ckpt_every"] == 0 and step < cfg["steps"]:
-            gens = acc.gather(g.get_state().to(device)[None]) if acc.num_processes > 1 else g.get_state()[None]
-            if acc.is_main_process:
-                _atomic_torch_save(dict(G=acc.unwrap_model(G).state_dict(), D=acc.unwrap_model(D).state_dict(),
-                                        opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), gen=gens.cpu(),
-                                        step=step, log=log, elapsed=elapsed_before + time.perf_counter() - t0,
-                                        planned_steps=cfg["steps"]), ckpt_path)
-            acc.wait_for_everyone()
+            save_checkpoint(ckpt_path, acc, g, modules, optimizers, step=step, log=log, planned_steps=cfg["steps"],
+                            elapsed=elapsed_before + time.perf_counter() - t0)
     bar.close()
     _sync(device)
     wall = elapsed_before + time.perf_counter() - t0

@@ -84,6 +84,27 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_checkpoint(path: Path, acc, g: torch.Generator, modules: dict, optimizers: dict, **meta) -> None:
+    """Write every module's and optimiser's state, each process's RNG state and ``meta`` to ``path`` atomically."""
+    gens = acc.gather(g.get_state().to(acc.device)[None]) if acc.num_processes > 1 else g.get_state()[None]
+    if acc.is_main_process:
+        state = {k: acc.unwrap_model(m).state_dict() for k, m in modules.items()}
+        state.update({k: o.state_dict() for k, o in optimizers.items()})
+        _atomic_torch_save(dict(state, gen=gens.cpu(), **meta), path)
+    acc.wait_for_everyone()
+
+
+def load_checkpoint(path: Path, acc, g: torch.Generator, modules: dict, optimizers: dict) -> dict:
+    """Restore what :func:`save_checkpoint` wrote into the given modules, optimisers and RNG; return the checkpoint."""
+    ck = torch.load(path, map_location=acc.device, weights_only=True)
+    for k, m in modules.items():
+        acc.unwrap_model(m).load_state_dict(ck[k])
+    for k, o in optimizers.items():
+        o.load_state_dict(ck[k])
+    g.set_state(ck["gen"][acc.process_index].cpu())
+    return ck
+
+
 def _lr_factor(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
@@ -148,24 +169,12 @@ def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps:
     g = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + acc.process_index)
 
     ckpt_path = out / "checkpoint.pt"
+    modules, optimizers = {"net": net, "ema": ema}, {"opt": opt}
     start, log, elapsed_before = 0, [], 0.0
     if ckpt_path.exists() and not fresh:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        acc.unwrap_model(net).load_state_dict(ck["net"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        g.set_state(ck["gen"][acc.process_index].cpu())
-        start, log, elapsed_before = ck["step"], ck["log"], ck["elapsed"]
-        cfg["steps"] = ck["planned_steps"]
+        ck = load_checkpoint(ckpt_path, acc, g, modules, optimizers)
+        start, log, elapsed_before, cfg["steps"] = ck["step"], ck["log"], ck["elapsed"], ck["planned_steps"]
         acc.print(f"resumed {model} from {ckpt_path} at step {start}")
-
-    def save_ckpt(step, elapsed):
-        gens = acc.gather(g.get_state().to(device)[None]) if acc.num_processes > 1 else g.get_state()[None]
-        if acc.is_main_process:
-            _atomic_torch_save(dict(net=acc.unwrap_model(net).state_dict(), ema=ema.state_dict(),
-                                    opt=opt.state_dict(), gen=gens.cpu(), step=step, log=log, elapsed=elapsed,
-                                    planned_steps=cfg["steps"]), ckpt_path)
-        acc.wait_for_everyone()
 
     log_path = out / f"{model}.log.jsonl"
     budget = cfg.get("time_budget_s")
@@ -209,7 +218,8 @@ def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps:
             cfg["steps"] = max(200, min(cfg["steps"], int(rate * budget)))
             bar.total = cfg["steps"]
         if step % cfg["ckpt_every"] == 0 and step < cfg["steps"]:
-            save_ckpt(step, elapsed_before + time.perf_counter() - t0)
+            save_checkpoint(ckpt_path, acc, g, modules, optimizers, step=step, log=log, planned_steps=cfg["steps"],
+                            elapsed=elapsed_before + time.perf_counter() - t0)
     bar.close()
     _sync(device)
     wall = elapsed_before + time.perf_counter() - t0
