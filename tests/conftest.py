@@ -11,9 +11,10 @@ import yaml
 # Under pytest-xdist two workers share the two cores: one torch thread each avoids oversubscription
 # (measured: a sampler test file took 300 s instead of 28 s with two threads per worker). The notebook
 # kernels that nbval and the site build start inherit OMP_NUM_THREADS, so they use one thread too.
+# One thread is also faster for the tests' tiny networks, so it holds without xdist too.
+torch.set_num_threads(1)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"

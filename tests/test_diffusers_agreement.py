@@ -33,13 +33,6 @@ BETAS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "bet
 REL_TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def tiny_unet(**extra) -> UNet2DModel:
     torch.manual_seed(0)

@@ -19,13 +19,6 @@ from diffbook.schedules import alpha_bar_to_sigma, append_zero, betas_to_alpha_b
 from diffbook.sde import VESDE, VPSDE, SubVPSDE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def residual_moments(x_t: torch.Tensor, x0: torch.Tensor, m: float):
     """Mean and variance (pooled over coordinates) of x_t - m x0, and its correlation with x0."""

@@ -8,14 +8,6 @@ import torch
 from diffbook import gan, gan2d
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one torch thread is faster, and two threads on a busy machine are far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)

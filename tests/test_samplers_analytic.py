@@ -30,14 +30,6 @@ from diffbook.schedules import append_zero, ve_geometric_sigmas
 SIGMA_MIN, SIGMA_MAX = 0.005, 40.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These loops are many small tensor ops: one thread per pytest worker avoids oversubscribing the CPUs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def ladder(n_steps: int) -> torch.Tensor:
     """Geometric sigmas from SIGMA_MAX to SIGMA_MIN, then 0: n_steps steps."""

@@ -32,16 +32,8 @@ SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[Healt
                     derandomize=True)
 NAN, INF = float("nan"), float("inf")
 
-SAMPLERS = {
-    "ddpm_ancestral": S.sample_ddpm_ancestral,
-    "ddim": S.sample_ddim,
-    "euler": S.sample_euler,
-    "heun": S.sample_heun,
-    "dpmpp_2m": S.sample_dpmpp_2m,
-    "euler_maruyama": S.sample_euler_maruyama,
-    "pc": S.sample_pc,
-    "annealed_langevin": S.sample_annealed_langevin,
-}
+from diffbook.evaluate import SAMPLERS  # noqa: E402  (every sampler, by name)
+
 D_GAUSS = gaussian_denoiser(1.0)
 GOOD_X = torch.randn(3, 2)
 GOOD_SIGMAS = torch.tensor([10.0, 1.0, 0.1, 0.0], dtype=torch.float64)
