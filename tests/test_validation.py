@@ -14,7 +14,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffbook import samplers as S
 from diffbook import schedules as sch
 from diffbook.denoisers import (
     from_diffusers_unet,
