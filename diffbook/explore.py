@@ -2,7 +2,7 @@
 weight, sampler and number of steps, live (an ipywidgets explorer) or precomputed for the website.
 
 The four samplers are run the way the release evaluation runs them (:data:`SAMPLER_SPECS`, the specs behind
-results/zoo-release.json): DDIM on the DDPM's own timesteps ("trailing" spacing, as diffusers' ``DDIMScheduler``),
+diffbook/results/zoo-release.json): DDIM on the DDPM's own timesteps ("trailing" spacing, as diffusers' ``DDIMScheduler``),
 Euler, Heun and DPM-Solver++(2M) on the Karras et al. noise levels. Guidance is classifier-free,
 Eq. (cfg), against the model's null class.
 

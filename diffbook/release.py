@@ -1,6 +1,6 @@
 """``python -m diffbook zoo``: train every model and evaluate it in one run, writing weights, cards and results.
 
-On the GPU (``--config release``) this is the one command behind the shipped model zoo and results/zoo.json;
+On the GPU (``--config release``) this is the one command behind the shipped model zoo and diffbook/results/zoo-release.json;
 ``--config smoke`` runs the same pipeline on a CPU in about a minute (tests and CI).
 """
 
