@@ -171,6 +171,29 @@ def gmm_denoiser(means, stds, weights=None):
     return denoiser
 
 
+def clip_denoiser(denoiser, lo: float = -1.0, hi: float = 1.0):
+    """The denoiser with its estimate clamped to the data range: D_clip(x; sigma) = clamp(D(x; sigma), lo, hi).
+
+    Every clean image lies in [lo, hi] (pixels in [-1, 1]), so E[x_0 | x] does too and clamping can only move a
+    wrong estimate towards the truth. It matters for eps-prediction models at large sigma, where
+    x0_hat = x - sigma eps_hat (Eq. (eps-to-denoiser)) multiplies any error in eps_hat by sigma; diffusers' DDPM
+    and DDIM schedulers do the same with ``clip_sample=True``. Wraps any denoiser; keeps its attributes
+    (``net``, ``alpha_bar``).
+    """
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as denoiser(x, sigma, **cond), got {type(denoiser).__name__}.")
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"clip range must be finite with lo < hi, got lo={lo!r}, hi={hi!r}; the default is "
+                         "the pixel range (-1, 1).")
+
+    def clipped(x, sigma, **cond):
+        return denoiser(x, sigma, **cond).clamp(lo, hi)
+
+    clipped.__dict__.update(getattr(denoiser, "__dict__", {}))
+    clipped.clip_range = (lo, hi)
+    return clipped
+
+
 def vp_score(denoiser, sde):
     """The continuous-time VP score s(x_t, t) = grad log p_t(x_t) of a denoiser, for a VP (or sub-VP) SDE.
 

@@ -1,7 +1,7 @@
 """Measure generative models: sample N images, embed them with the shipped classifier, and report the Frechet
 distance beside the real-vs-real floor at the same N, plus precision/recall, density/coverage and wall time.
 
-Used by ``python -m diffbook zoo`` (GPU, N=10,000) and by the chapters (CPU, small N) to re-check results/.
+Used by ``python -m diffbook zoo`` (GPU, N=10,000) and by the chapters (CPU, small N) to re-check the shipped results (:mod:`diffbook.results`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 import torch
 
 from . import samplers as S
+from .denoisers import clip_denoiser
 from .guidance import cfg
 from .metrics import density_coverage, frechet_distance, precision_recall
 from .schedules import ddpm_sigmas, karras_sigmas, betas_to_alpha_bar, linear_betas
@@ -60,7 +61,8 @@ def sigmas_for(spec: dict, card: dict, sigma_min: float, sigma_max: float) -> to
 def sample_images(denoiser, card, spec: dict, n: int, *, sigma_min, sigma_max, prior_std, device, batch=2500,
                   seed=0, autocast=True) -> torch.Tensor:
     """Draw n images with a sampler spec; class-conditional models get balanced labels 0..9 (and CFG weight
-    ``spec["w"]`` against the null class when given). Returns images in [-1, 1] on ``device``."""
+    ``spec["w"]`` against the null class when given); ``spec["clip"]`` clamps x0_hat to [-1, 1]
+    (:func:`diffbook.denoisers.clip_denoiser`). Returns images in [-1, 1] on ``device``."""
     sigmas = sigmas_for(spec, card, sigma_min, sigma_max).to(device, torch.float32)
     fn = SAMPLERS[spec["sampler"]]
     kwargs = {k: spec[k] for k in ("eta", "snr", "n_corrector", "n_steps_each", "step_lr") if k in spec}
@@ -73,7 +75,9 @@ def sample_images(denoiser, card, spec: dict, n: int, *, sigma_min, sigma_max, p
         if card.get("null_class") is not None:
             cond = {"class_labels": torch.arange(i, i + b, device=device) % 10}
             if spec.get("w"):
-                d = cfg(denoiser, spec["w"], {"class_labels": torch.full((b,), card["null_class"], device=device)})
+                d = cfg(d, spec["w"], {"class_labels": torch.full((b,), card["null_class"], device=device)})
+        if spec.get("clip"):
+            d = clip_denoiser(d)  # after guidance: the guided estimate is the one that must stay in range
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast and device.type == "cuda"):
             out.append(fn(d, x, sigmas, generator=g, cond=cond, **kwargs).clamp(-1, 1))
     return torch.cat(out)
