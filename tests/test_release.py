@@ -25,7 +25,12 @@ def test_every_model_trained_and_measured(smoke_results):
         assert 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
         # a few CPU smoke steps cannot model the data: far above the real-vs-real floor
         assert e["fd_over_floor"] > 2
-        assert (out / f"grid-{e['model']}-{e['sampler']}-{e['steps']}{'-' + str(e['w']) if e.get('w') else ''}.png").exists()
+        tag = f"{e['sampler']}-{e['steps']}{'-' + str(e['w']) if e.get('w') else ''}{'-clip' if e.get('clip') else ''}"
+        assert (out / f"grid-{e['model']}-{tag}.png").exists()
+        # class-conditional rows say how often the classifier sees the requested class (chance: 10%)
+        assert ("class_agreement" in e) == (e["model"] == "fmnist-ddpm")
+        assert 0 <= e.get("class_agreement", 0) <= 1
+    assert any(e.get("clip") for e in res["evaluations"])
 
 
 def test_deadline_skips_evaluations_but_keeps_results(tmp_path):
