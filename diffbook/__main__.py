@@ -1,4 +1,5 @@
-"""Command line: ``python -m diffbook train MODEL --config {smoke,release}`` and ``python -m diffbook zoo``."""
+"""Command line: ``python -m diffbook train MODEL --config {smoke,release}``, ``python -m diffbook zoo`` and
+``python -m diffbook compare`` (samplers at equal NFE, see diffbook.compare)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,29 @@ def main(argv=None) -> int:
     z.add_argument("--out", default="runs/zoo")
     z.add_argument("--n-eval", type=int, default=None)
     z.add_argument("--deadline-s", type=float, default=None)
+    c = sub.add_parser("compare", help="compare samplers (diffbook and diffusers) at equal NFE on fmnist-ddpm")
+    c.add_argument("--out", default="runs/compare.json", help="results JSON, rewritten after every row")
+    c.add_argument("--n", type=int, default=None, help="images per row (default 10,000; 130 with --smoke)")
+    c.add_argument("--nfe", type=int, nargs="+", default=None, help="NFE grid (default 1 2 5 10 20 50 100 250 1000)")
+    c.add_argument("--deadline-s", type=float, default=None, help="skip rows that would end after this many seconds")
+    c.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    c.add_argument("--smoke", action="store_true", help="CPU check: one line per sampler, NFE 1 and 2, N = 130")
     a = p.parse_args(argv)
     if a.cmd == "train":
         from .training import train
 
         card = train(a.model, a.config, a.out, steps=a.steps, fresh=a.fresh, measure_eager=a.measure_eager)
         print(json.dumps({k: card[k] for k in ("model", "steps", "train_wall_s", "img_s", "device")}))
+    elif a.cmd == "compare":
+        from . import compare
+
+        grid = tuple(a.nfe) if a.nfe else (compare.SMOKE_NFE if a.smoke else compare.NFE_GRID)
+        specs = compare.grid_specs(compare.SMOKE_LINES if a.smoke else compare.DEFAULT_LINES, grid)
+        n = a.n or (compare.SMOKE_N if a.smoke else 10_000)
+        argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+        res = compare.run_comparison(a.out, n=n, nfe_grid=grid, specs=specs, deadline_s=a.deadline_s,
+                                     device=a.device, command=f"python -m diffbook {argv_text}")
+        print(json.dumps(res["summary"]["checks"], indent=2))
     else:
         from .release import run_zoo
 

@@ -14,7 +14,7 @@ from . import samplers as S
 from .denoisers import clip_denoiser
 from .guidance import cfg
 from .metrics import density_coverage, frechet_distance, precision_recall
-from .schedules import ddpm_sigmas, karras_sigmas, betas_to_alpha_bar, linear_betas
+from .schedules import betas_to_alpha_bar, ddpm_sigmas, karras_sigmas, linear_betas, vp_prior_std
 
 SAMPLERS = {
     "ancestral": S.sample_ddpm_ancestral,
@@ -61,9 +61,12 @@ def sigmas_for(spec: dict, card: dict, sigma_min: float, sigma_max: float) -> to
 def sample_images(denoiser, card, spec: dict, n: int, *, sigma_min, sigma_max, prior_std, device, batch=2500,
                   seed=0, autocast=True) -> torch.Tensor:
     """Draw n images with a sampler spec; class-conditional models get balanced labels 0..9 (and CFG weight
-    ``spec["w"]`` against the null class when given); ``spec["clip"]`` clamps x0_hat to [-1, 1]
+    ``spec["w"]`` against the null class when given); ``prior_std`` is the std of x_T at ``sigma_max``, and a
+    schedule that starts lower starts from its own first level's prior; ``spec["clip"]`` clamps x0_hat to [-1, 1]
     (:func:`diffbook.denoisers.clip_denoiser`). Returns images in [-1, 1] on ``device``."""
     sigmas = sigmas_for(spec, card, sigma_min, sigma_max).to(device, torch.float32)
+    if float(sigmas[0]) < sigma_max * (1 - 1e-6):  # e.g. "leading" DDPM timesteps: x_T starts at sigmas[0]
+        prior_std = vp_prior_std(float(sigmas[0])) if card.get("parameterisation") == "eps" else float(sigmas[0])
     fn = SAMPLERS[spec["sampler"]]
     kwargs = {k: spec[k] for k in ("eta", "snr", "n_corrector", "n_steps_each", "step_lr") if k in spec}
     g = torch.Generator(device=device).manual_seed(seed)
