@@ -76,3 +76,23 @@ def test_bad_model_and_config_names():
         get_config("fmnist-nope", "smoke")
     with pytest.raises(ValueError, match="unknown config"):
         get_config("fmnist-ddpm", "huge")
+
+
+def test_failed_compile_falls_back_to_the_same_eager_run(tmp_path, monkeypatch):
+    """With ``compile`` on and a compiler that fails, training goes on eagerly, the card says why, and the weights
+    are those of a run without compile: the compile attempt draws no batch or noise from the training RNG."""
+    from diffbook import configs
+
+    eager = train("fmnist-ddpm", "smoke", tmp_path / "eager", fresh=True)
+    assert eager["compiled"] is False and "compile_error" not in eager
+
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("no compiler on this machine")
+
+    monkeypatch.setitem(configs.CONFIGS["fmnist-ddpm"]["smoke"], "compile", True)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    card = train("fmnist-ddpm", "smoke", tmp_path / "fallback", fresh=True)
+    assert card["compiled"] is False and "no compiler on this machine" in card["compile_error"]
+    a = load_file(tmp_path / "eager" / "fmnist-ddpm.safetensors")
+    b = load_file(tmp_path / "fallback" / "fmnist-ddpm.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
