@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffbook", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train one model (resumes from OUT/checkpoint.pt if present)")
-    t.add_argument("model", help="fmnist-ddpm, fmnist-ncsn or fmnist-gan")
+    t.add_argument("model", help="fmnist-ddpm, fmnist-ncsn, fmnist-gan or fmnist-fast (distils fmnist-ddpm)")
     t.add_argument("--config", default="smoke", choices=["smoke", "release"])
     t.add_argument("--out", default="runs", help="output folder for weights, card, log and checkpoint")
     t.add_argument("--steps", type=int, default=None, help="override the number of steps (disables the time budget)")
@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     z.add_argument("--out", default="runs/zoo")
     z.add_argument("--n-eval", type=int, default=None)
     z.add_argument("--deadline-s", type=float, default=None)
+    z.add_argument("--models", nargs="+", default=["fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"],
+                   help="models to train and evaluate, in order (add fmnist-fast to distil fmnist-ddpm)")
     c = sub.add_parser("compare", help="compare samplers (diffbook and diffusers) at equal NFE on fmnist-ddpm")
     c.add_argument("--out", default="runs/compare.json", help="results JSON, rewritten after every row")
     c.add_argument("--n", type=int, default=None, help="images per row (default 10,000; 130 with --smoke)")
@@ -50,7 +52,8 @@ def main(argv=None) -> int:
     else:
         from .release import run_zoo
 
-        run_zoo("release" if a.release else a.config, a.out, n_eval=a.n_eval, deadline_s=a.deadline_s)
+        run_zoo("release" if a.release else a.config, a.out, n_eval=a.n_eval, deadline_s=a.deadline_s,
+                models=tuple(a.models))
     return 0
 
 

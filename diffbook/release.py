@@ -50,6 +50,11 @@ EVAL_SPECS = {
         dict(sampler="annealed_langevin", schedule="geometric", steps=10, n_steps_each=5, step_lr=2e-5),
     ],
     "fmnist-gan": [dict(sampler="generator", steps=1)],
+    # the distilled students sample with DDIM on the trailing grid they were distilled for, unguided (the guidance
+    # of the teacher is folded into them) and unclipped; ``weights`` names the round's model
+    "fmnist-fast": [dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=1),
+                    dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=2, weights="fmnist-fast-2step"),
+                    dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=4, weights="fmnist-fast-4step")],
 }
 SMOKE_SPECS = {
     "fmnist-ddpm": [dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=2),
@@ -57,6 +62,8 @@ SMOKE_SPECS = {
     "fmnist-ncsn": [dict(sampler="heun", schedule="karras", steps=2),
                     dict(sampler="annealed_langevin", schedule="geometric", steps=2, n_steps_each=1, step_lr=2e-5)],
     "fmnist-gan": [dict(sampler="generator", steps=1)],
+    "fmnist-fast": [dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=1),
+                    dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=2, weights="fmnist-fast-2step")],
 }
 
 
@@ -114,7 +121,10 @@ def run_zoo(config: str = "smoke", out: str | Path = "runs/zoo", *, n_eval: int 
             on_progress(out / "results.json")
 
     for m in models:
-        card = train(m, config, out, measure_eager=(config == "release" and m != "fmnist-gan"), fresh=False)
+        # a student distils the teacher trained earlier in this run if there is one, else the shipped teacher
+        overrides = {"teacher_root": str(out)} if m == "fmnist-fast" and "fmnist-ddpm" in models else None
+        card = train(m, config, out, measure_eager=(config == "release" and m in ("fmnist-ddpm", "fmnist-ncsn")),
+                     fresh=False, overrides=overrides)
         results["models"][m] = {k: card.get(k) for k in ("steps", "batch", "train_wall_s", "img_s",
                                                           "eager_baseline_img_s", "speedup_vs_eager", "device",
                                                           "n_params")}
@@ -137,7 +147,7 @@ def run_zoo(config: str = "smoke", out: str | Path = "runs/zoo", *, n_eval: int 
     queue = [(m, spec) for m in models for spec in specs[m]]
     queue.sort(key=lambda ms: nfe_of(ms[1]) > 100)  # stable: the long references go last
     for m, spec in queue:
-        net, card = nets[m]
+        net, card = nets[m] if "weights" not in spec else zoo.load(spec["weights"], root=out, device=device)
         if deadline_s and time.perf_counter() - t_start > deadline_s:
             results["evaluations"].append(dict(model=m, **spec, skipped="deadline"))
             continue

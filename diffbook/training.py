@@ -158,9 +158,12 @@ def compiled_forward(net, objective: Objective, data, labels, batch: int, device
 
 
 def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps: int | None = None,
-          fresh: bool = False, measure_eager: bool = False, kill_at_step: int | None = None) -> dict:
+          fresh: bool = False, measure_eager: bool = False, kill_at_step: int | None = None,
+          overrides: dict | None = None) -> dict:
     """Train ``model`` with ``config`` into ``out``; resume from ``out/checkpoint.pt`` unless ``fresh``.
 
+    ``overrides`` replaces entries of the config (e.g. ``{"teacher_root": out}`` to distil a teacher trained in
+    the same run); a key the config does not have is an error.
     Returns the model card (also written beside the weights). ``kill_at_step`` (tests only) ends the process
     abruptly at that step, as a crash or SIGKILL would, to test resuming.
     """
@@ -168,6 +171,11 @@ def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps:
     from tqdm.auto import tqdm
 
     cfg = get_config(model, config)
+    unknown = sorted(set(overrides or {}) - set(cfg))
+    if unknown:
+        raise ValueError(f"overrides {unknown} are not keys of the {config} config of {model}; its keys are: "
+                         f"{', '.join(sorted(cfg))}.")
+    cfg.update(overrides or {})
     if steps is not None:
         cfg["steps"], cfg["time_budget_s"] = steps, None
     out = Path(out)

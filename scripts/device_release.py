@@ -3,6 +3,9 @@
 The GPU machine returns at most 8 files, so the weights come back one file per model and everything else
 (cards, registry, logs, sample grids) in one tar, rewritten after every step. Usage (see README, "Training"):
     python3 scripts/device_release.py --deadline-s 480
+    python3 scripts/device_release.py --models fmnist-fast --skip-classifier --deadline-s 300   # distil only
+A full run plus fmnist-fast would return 9 weights files (the classifier, three models, four students): more than
+the machine returns, so distil in a run of its own.
 """
 
 import argparse
@@ -23,6 +26,8 @@ p.add_argument("--n-eval", type=int, default=None)
 p.add_argument("--config", default="release", choices=["smoke", "release"])
 p.add_argument("--clf-epochs", type=int, default=15)
 p.add_argument("--clf-n-train", type=int, default=None)
+p.add_argument("--models", nargs="+", default=["fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"])
+p.add_argument("--skip-classifier", action="store_true", help="measure with the shipped fmnist-clf instead")
 a = p.parse_args()
 out = Path(os.environ.get("OUT", "out"))
 out.mkdir(parents=True, exist_ok=True)
@@ -30,8 +35,9 @@ work = Path(a.work)
 
 
 def mirror(path: Path) -> None:
-    if path.suffix == ".safetensors":
-        shutil.copy(path, out / path.name)
+    if path.suffix == ".safetensors":  # every weights file so far (a distillation run writes one per round)
+        for f in sorted(work.glob("*.safetensors")):
+            shutil.copy(f, out / f.name)
         return
     tmp = out / ".meta.tar.tmp"
     with tarfile.open(tmp, "w") as tar:
@@ -51,8 +57,10 @@ clf_args = ["--device", dev, "--threads", str(os.cpu_count() if dev == "cuda" el
 if a.clf_n_train:
     clf_args += ["--n-train", str(a.clf_n_train)]
 work.mkdir(parents=True, exist_ok=True)
-train_classifier(clf_args)
-mirror(work / "fmnist-clf.safetensors")
-run_zoo(a.config, work, n_eval=a.n_eval, deadline_s=a.deadline_s, on_progress=mirror, clf_root=work)
+if not a.skip_classifier:
+    train_classifier(clf_args)
+    mirror(work / "fmnist-clf.safetensors")
+run_zoo(a.config, work, n_eval=a.n_eval, deadline_s=a.deadline_s, on_progress=mirror,
+        clf_root=None if a.skip_classifier else work, models=tuple(a.models))
 mirror(work / "results.json")
 print("done", flush=True)

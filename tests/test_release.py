@@ -17,9 +17,10 @@ def test_every_model_trained_and_measured(smoke_results):
     out, res = smoke_results
     assert json.loads((out / "results.json").read_text()) == res
     assert {"command", "commit", "device", "date", "wall_s", "floor"} <= res.keys()
-    assert set(res["models"]) == set(SMOKE_SPECS)
+    default = ("fmnist-ddpm", "fmnist-ncsn", "fmnist-gan")   # fmnist-fast only when asked for (test below)
+    assert set(res["models"]) == set(default)
     measured = [(e["model"], e["sampler"]) for e in res["evaluations"]]
-    assert measured == [(m, s["sampler"]) for m, specs in SMOKE_SPECS.items() for s in specs]
+    assert measured == [(m, s["sampler"]) for m in default for s in SMOKE_SPECS[m]]
     for e in res["evaluations"]:
         assert e["n"] == 200 and e["fd"] > 0 and e["floor"] == res["floor"]["fd"] > 0
         assert 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1
@@ -36,3 +37,12 @@ def test_every_model_trained_and_measured(smoke_results):
 def test_deadline_skips_evaluations_but_keeps_results(tmp_path):
     res = run_zoo("smoke", tmp_path, n_eval=200, deadline_s=1e-9, models=("fmnist-gan",))
     assert res["evaluations"] and all(e.get("skipped") == "deadline" for e in res["evaluations"])
+
+
+def test_distilled_students_are_trained_and_measured_at_their_steps(tmp_path):
+    # fmnist-fast alone distils the shipped fmnist-ddpm; each row samples with the round's student
+    res = run_zoo("smoke", tmp_path, n_eval=200, models=("fmnist-fast",))
+    rows = [e for e in res["evaluations"] if e["model"] == "fmnist-fast"]
+    assert [(e["steps"], e.get("weights")) for e in rows] == [(1, None), (2, "fmnist-fast-2step")]
+    assert all(e["nfe"] == e["steps"] and e["fd"] > 0 and 0 <= e["class_agreement"] <= 1 for e in rows)
+    assert res["models"]["fmnist-fast"]["steps"] > 0
