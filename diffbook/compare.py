@@ -66,7 +66,7 @@ from pathlib import Path
 import torch
 
 from . import zoo
-from .evaluate import SAMPLERS, measure, sample_images, sigmas_for, timed
+from .evaluate import SAMPLERS, measure, sample_images, timed
 from .evaluate import nfe_of as _diffbook_nfe_of
 
 __all__ = [

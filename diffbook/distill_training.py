@@ -23,7 +23,6 @@ parameterisation ("v"), ``sampling_steps`` and ``sampling_sigmas``; :func:`diffb
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import time
@@ -87,7 +86,7 @@ def train_distill(cfg: dict, data: torch.Tensor, labels: torch.Tensor, acc, out:
     from accelerate.utils import broadcast_object_list
     from tqdm.auto import tqdm
 
-    from .training import _device_name, _lr_factor, _sync, load_checkpoint, save_checkpoint
+    from .training import StepLog, _device_name, _lr_factor, _sync, ema_update, load_checkpoint, save_checkpoint
 
     device = acc.device
     plan = round_plan(cfg["start_steps"], cfg["end_steps"])
@@ -116,7 +115,7 @@ def train_distill(cfg: dict, data: torch.Tensor, labels: torch.Tensor, acc, out:
     per_proc = cfg["batch"] // acc.num_processes
     g = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + acc.process_index)
 
-    ckpt_path, log_path = out / "checkpoint.pt", out / f"{model}.log.jsonl"
+    ckpt_path = out / "checkpoint.pt"
     modules, optimizers = {"student": net, "ema": ema, "teacher": teacher_net}, {"opt": opt}
     start, log, elapsed_before = 0, [], 0.0
     if ckpt_path.exists() and not fresh:
@@ -163,7 +162,7 @@ def train_distill(cfg: dict, data: torch.Tensor, labels: torch.Tensor, acc, out:
     budget = cfg.get("time_budget_s")
     t0, step, t10 = time.perf_counter(), start, None
     bar = tqdm(total=total, initial=start, desc=model, disable=not acc.is_main_process, mininterval=5)
-    t_window, n_window = time.perf_counter(), 0
+    step_log = StepLog(out / f"{model}.log.jsonl", acc, cfg["batch"], log)
     while step < total:
         if kill_at_step is not None and step == kill_at_step:
             os._exit(137)
@@ -193,22 +192,12 @@ def train_distill(cfg: dict, data: torch.Tensor, labels: torch.Tensor, acc, out:
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt.step()
-        decay = min(cfg["ema_decay"], (1 + k) / (10 + k))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(acc.unwrap_model(net).parameters()), 1 - decay)
+        ema_update(ema, acc.unwrap_model(net), min(cfg["ema_decay"], (1 + k) / (10 + k)))
         step += 1
-        n_window += cfg["batch"]
+        step_log.count()
         bar.update(1)
-        if step % 50 == 0 or step == bounds()[r + 1]:
-            _sync(device)
-            now = time.perf_counter()
-            rec = dict(step=step, round=r + 1, student_steps=plan[r][1], loss=round(loss.item(), 6), lr=lr,
-                       img_s=round(n_window / (now - t_window), 1))
-            t_window, n_window = now, 0
-            log.append(rec)
-            if acc.is_main_process:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+        if step_log.due(step, bounds()[r + 1]):
+            rec = step_log.write(step=step, round=r + 1, student_steps=plan[r][1], loss=round(loss.item(), 6), lr=lr)
             bar.set_postfix(round=r + 1, loss=rec["loss"], img_s=rec["img_s"])
         if budget and start == 0 and steps[0] > 60 and step in (10, 60):
             _sync(device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -22,7 +21,7 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
     """
     from tqdm.auto import tqdm
 
-    from .training import _device_name, _sync, load_checkpoint, save_checkpoint
+    from .training import StepLog, _device_name, _sync, load_checkpoint, save_checkpoint
 
     device = acc.device
     G, D = Generator(cfg["nz"], cfg["ngf"]), Discriminator(cfg["ndf"])
@@ -33,7 +32,7 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
     G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
     g = torch.Generator(device=device).manual_seed(cfg["seed"] * 1000 + acc.process_index)
     per_proc = cfg["batch"] // acc.num_processes
-    ckpt_path, log_path = out / "checkpoint.pt", out / f"{model}.log.jsonl"
+    ckpt_path = out / "checkpoint.pt"
     modules, optimizers = {"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
     start, log, elapsed_before = 0, [], 0.0
     if ckpt_path.exists() and not fresh:
@@ -43,7 +42,7 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
     nz = acc.unwrap_model(G).nz
     budget, t0, step = cfg.get("time_budget_s"), time.perf_counter(), start
     bar = tqdm(total=cfg["steps"], initial=start, desc=model, disable=not acc.is_main_process, mininterval=5)
-    t_window, n_window = time.perf_counter(), 0
+    step_log = StepLog(out / f"{model}.log.jsonl", acc, cfg["batch"], log)
     while step < cfg["steps"]:
         if kill_at_step is not None and step == kill_at_step:
             os._exit(137)
@@ -62,18 +61,10 @@ def train_gan(cfg: dict, data: torch.Tensor, acc, out: Path, *, model: str, conf
         acc.backward(loss_g)
         opt_g.step()
         step += 1
-        n_window += cfg["batch"]
+        step_log.count()
         bar.update(1)
-        if step % 50 == 0 or step == cfg["steps"]:
-            _sync(device)
-            now = time.perf_counter()
-            rec = dict(step=step, loss_d=round(loss_d.item(), 5), loss_g=round(loss_g.item(), 5), lr=cfg["lr"],
-                       img_s=round(n_window / (now - t_window), 1))
-            t_window, n_window = now, 0
-            log.append(rec)
-            if acc.is_main_process:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+        if step_log.due(step, cfg["steps"]):
+            step_log.write(step=step, loss_d=round(loss_d.item(), 5), loss_g=round(loss_g.item(), 5), lr=cfg["lr"])
         if budget and step == 100 and start == 0:
             _sync(device)
             cfg["steps"] = max(200, min(cfg["steps"], int(100 / (time.perf_counter() - t0) * budget)))

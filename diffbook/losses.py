@@ -5,7 +5,6 @@ Each takes the network, a batch of clean data ``x0`` and a ``generator`` for the
 
 from __future__ import annotations
 
-import math
 
 import torch
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import platform
 import sys
@@ -103,6 +102,43 @@ def load_checkpoint(path: Path, acc, g: torch.Generator, modules: dict, optimize
         o.load_state_dict(ck[k])
     g.set_state(ck["gen"][acc.process_index].cpu())
     return ck
+
+
+class StepLog:
+    """The JSON-lines training log shared by every training loop: one record every ``every`` steps and at the last.
+
+    Each record holds the values the loop passes (step, losses, lr, ...) and ``img_s``, the training images per
+    second since the previous record. ``records`` (the list kept in checkpoints) gets every record; the main process
+    also appends it to ``path``. Call :meth:`count` once per optimiser step, :meth:`due` to ask whether a record is
+    due (so losses are read from the device only then) and :meth:`write` to make it.
+    """
+
+    def __init__(self, path: Path, acc, batch: int, records: list, every: int = 50):
+        self.path, self.acc, self.batch, self.records, self.every = Path(path), acc, batch, records, every
+        self.t, self.n = time.perf_counter(), 0
+
+    def count(self) -> None:
+        self.n += self.batch
+
+    def due(self, step: int, last_step: int) -> bool:
+        return step % self.every == 0 or step == last_step
+
+    def write(self, **values) -> dict:
+        _sync(self.acc.device)
+        now = time.perf_counter()
+        rec = dict(values, img_s=round(self.n / (now - self.t), 1))
+        self.t, self.n = now, 0
+        self.records.append(rec)
+        if self.acc.is_main_process:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        return rec
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    """EMA of the weights: theta_ema <- decay theta_ema + (1 - decay) theta, in place for all parameters at once."""
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -222,11 +258,10 @@ def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps:
     if cfg.get("compile"):
         forward, compile_info = compiled_forward(net, objective, data, labels, per_proc, device, acc)
 
-    log_path = out / f"{model}.log.jsonl"
     budget = cfg.get("time_budget_s")
     t0, step = time.perf_counter(), start
     bar = tqdm(total=cfg["steps"], initial=start, desc=model, disable=not acc.is_main_process, mininterval=5)
-    t_window, n_window = time.perf_counter(), 0
+    step_log = StepLog(out / f"{model}.log.jsonl", acc, cfg["batch"], log)
     while step < cfg["steps"]:
         if kill_at_step is not None and step == kill_at_step:
             os._exit(137)
@@ -242,21 +277,12 @@ def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps:
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt.step()
-        decay = min(cfg["ema_decay"], (1 + step) / (10 + step))
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(acc.unwrap_model(net).parameters()), 1 - decay)
+        ema_update(ema, acc.unwrap_model(net), min(cfg["ema_decay"], (1 + step) / (10 + step)))
         step += 1
-        n_window += cfg["batch"]
+        step_log.count()
         bar.update(1)
-        if step % 50 == 0 or step == cfg["steps"]:
-            _sync(device)
-            now = time.perf_counter()
-            rec = dict(step=step, loss=round(loss.item(), 6), lr=lr, img_s=round(n_window / (now - t_window), 1))
-            t_window, n_window = now, 0
-            log.append(rec)
-            if acc.is_main_process:
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+        if step_log.due(step, cfg["steps"]):
+            rec = step_log.write(step=step, loss=round(loss.item(), 6), lr=lr)
             bar.set_postfix(loss=rec["loss"], img_s=rec["img_s"])
         if budget and step == 100 and start == 0:
             _sync(device)
