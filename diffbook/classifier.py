@@ -138,29 +138,25 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
+def _batched(model: FashionClassifier, images: torch.Tensor, batch_size: int, fn) -> torch.Tensor:
+    """``fn(batch)`` over ``images`` in batches on the model's device and dtype, in eval mode; results concatenated."""
+    model._check_input(images)
+    was_training = model.training
+    model.eval()
+    device, dtype = _device_of(model), next(model.parameters()).dtype
+    out = [fn(images[i : i + batch_size].to(device, dtype)) for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
 def extract_features(model: FashionClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Return ``model.features`` of ``images`` [N,1,32,32] as float32 [N, feature_dim], in eval mode, batched."""
-    model._check_input(images)
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
-    dtype = next(model.parameters()).dtype
-    out = [model.features(images[i : i + batch_size].to(device, dtype)).float() for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
+    return _batched(model, images, batch_size, lambda b: model.features(b).float())
 
 
-@torch.no_grad()
 def predict(model: FashionClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Return the predicted class (arg-max logit) of each image, int64 [N] on the CPU."""
-    model._check_input(images)
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
-    dtype = next(model.parameters()).dtype
-    out = [model(images[i : i + batch_size].to(device, dtype)).argmax(1).cpu() for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
+    return _batched(model, images, batch_size, lambda b: model(b).argmax(1).cpu())
 
 
 def evaluate_accuracy(model: FashionClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:

@@ -38,6 +38,14 @@ def _unwrap(out):
     return out.sample if hasattr(out, "sample") else out
 
 
+def _vp_net_output(net, table: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, cond: dict):
+    """A discrete-time VP network's output at the VP input x_t = c_in x and the fractional timestep t whose sigma_t
+    equals sigma (Eq. (vp-to-ve)), with c_in = 1/sqrt(1 + sigma^2) = sqrt(alpha_bar_t); returns (output, c_in)."""
+    c_in = _b((1 + sigma**2).rsqrt(), x)
+    t = sigma_to_t(sigma.detach().double().cpu(), table).to(device=x.device, dtype=torch.float32)
+    return _unwrap(net(x * c_in, t, **cond)).to(x.dtype), c_in
+
+
 def from_eps_model(net, alpha_bar: torch.Tensor):
     """Wrap a discrete DDPM noise-prediction network ``net(x_t, t, **cond) -> eps_hat`` as a denoiser.
 
@@ -49,10 +57,29 @@ def from_eps_model(net, alpha_bar: torch.Tensor):
 
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
-        c_in = _b((1 + sigma**2).rsqrt(), x)
-        t = sigma_to_t(sigma.detach().double().cpu(), table).to(device=x.device, dtype=torch.float32)
-        eps_hat = _unwrap(net(x * c_in, t, **cond)).to(x.dtype)
+        eps_hat, _ = _vp_net_output(net, table, x, sigma, cond)
         return x - _b(sigma, x) * eps_hat
+
+    denoiser.net, denoiser.alpha_bar = net, table
+    return denoiser
+
+
+def from_v_model(net, alpha_bar: torch.Tensor):
+    """Wrap a discrete-time v-prediction network ``net(x_t, t, **cond) -> v_hat`` as a denoiser, Eq. (v-denoiser).
+
+    With c_in = 1/sqrt(1 + sigma^2) (= alpha of the VP process, Eq. (vp-to-ve)) and t the fractional timestep whose
+    sigma_t equals sigma: x_t = c_in x and x0_hat = c_in^2 x - sigma c_in v_hat, which is x_0 = alpha x_t - sigma_VP v
+    with v = alpha eps - sigma_VP x_0 (Salimans & Ho 2022, Sec. 4) in VE coordinates; the v-prediction variant of
+    Eq. (eps-to-denoiser). Input and time conventions are those of :func:`from_eps_model`, so a network copied
+    from an eps-prediction DDPM can be wrapped as is (progressive distillation does, :mod:`diffbook.distill`).
+    """
+    t_to_sigma(0, alpha_bar)  # checks the table: 1-D, entries strictly between 0 and 1
+    table = alpha_bar.detach().double().cpu()
+
+    def denoiser(x, sigma, **cond):
+        sigma = check_batch_sigma(x, sigma)
+        v_hat, c_in = _vp_net_output(net, table, x, sigma, cond)
+        return c_in**2 * x - _b(sigma, x) * c_in * v_hat
 
     denoiser.net, denoiser.alpha_bar = net, table
     return denoiser

@@ -81,8 +81,8 @@ import numbers
 import torch
 
 from ._validate import check_batch_sigma, check_nfe, check_sigmas, check_tensor
-from .denoisers import _b, _unwrap
-from .schedules import ddpm_sigmas, sigma_to_t, t_to_sigma
+from .denoisers import _b, from_v_model  # noqa: F401  (the student's denoiser, Eq. (v-denoiser))
+from .schedules import ddpm_sigmas
 
 __all__ = [
     "from_v_model",
@@ -99,30 +99,6 @@ __all__ = [
 ]
 
 SPACING = "trailing"  # the timestep spacing of every round's grid (diffusers' ``timestep_spacing``)
-
-
-# ----------------------------------------------------------------------------------------------- the student
-def from_v_model(net, alpha_bar: torch.Tensor):
-    """Wrap a discrete-time v-prediction network ``net(x_t, t, **cond) -> v_hat`` as a denoiser, Eq. (v-denoiser).
-
-    With c_in = 1/sqrt(1 + sigma^2) (= alpha of the VP process, Eq. (vp-to-ve)) and t the fractional timestep whose
-    sigma_t equals sigma: x_t = c_in x and x0_hat = c_in^2 x - sigma c_in v_hat, which is x_0 = alpha x_t - sigma_VP v
-    with v = alpha eps - sigma_VP x_0 (Salimans & Ho 2022, Sec. 4) in VE coordinates; the v-prediction variant of
-    Eq. (eps-to-denoiser). The input and time conventions are those of
-    :func:`diffbook.denoisers.from_eps_model`, so a network copied from an eps-prediction DDPM can be wrapped as is.
-    """
-    t_to_sigma(0, alpha_bar)  # checks the table: 1-D, entries strictly between 0 and 1
-    table = alpha_bar.detach().double().cpu()
-
-    def denoiser(x, sigma, **cond):
-        sigma = check_batch_sigma(x, sigma)
-        c_in = _b((1 + sigma**2).rsqrt(), x)
-        t = sigma_to_t(sigma.detach().double().cpu(), table).to(device=x.device, dtype=torch.float32)
-        v_hat = _unwrap(net(x * c_in, t, **cond)).to(x.dtype)
-        return c_in**2 * x - _b(sigma, x) * c_in * v_hat
-
-    denoiser.net, denoiser.alpha_bar = net, table
-    return denoiser
 
 
 # ----------------------------------------------------------------------------------------------- the target

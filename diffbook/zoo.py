@@ -146,14 +146,12 @@ def as_denoiser(net: torch.nn.Module, card: dict):
     Returns ``(denoiser, sigma_min, sigma_max, prior_std)``: sample from x = prior_std * randn at sigma_max.
     An eps-prediction DDPM goes through :func:`diffbook.denoisers.from_eps_model` (its VP prior has std
     sqrt(1 + sigma_max^2) in VE coordinates), a distilled v-prediction student of it through
-    :func:`diffbook.distill.from_v_model`; a score network through :func:`diffbook.denoisers.from_score_model`.
+    :func:`diffbook.denoisers.from_v_model`; a score network through :func:`diffbook.denoisers.from_score_model`.
     """
-    from .denoisers import from_eps_model, from_score_model
+    from .denoisers import from_eps_model, from_score_model, from_v_model
     from .schedules import alpha_bar_to_sigma, betas_to_alpha_bar, linear_betas, vp_prior_std
 
     if card.get("parameterisation") in ("eps", "v"):  # "v": a distilled student of the DDPM (diffbook.distill)
-        from .distill import from_v_model
-
         alpha_bar = betas_to_alpha_bar(linear_betas(card["T"], card["beta_start"], card["beta_end"]))
         sig = alpha_bar_to_sigma(alpha_bar)
         wrap = from_eps_model if card["parameterisation"] == "eps" else from_v_model
