@@ -8,6 +8,17 @@ import json
 import sys
 
 
+def _key_value(text: str, option: str, parse) -> tuple:
+    """``KEY=VALUE`` -> (KEY, parse(VALUE)); one clear error naming the option otherwise."""
+    key, sep, value = text.partition("=")
+    try:
+        if not (key and sep):
+            raise ValueError
+        return key, parse(value)
+    except ValueError:
+        raise SystemExit(f"{option} takes KEY=VALUE pairs (e.g. {option} time_budget_s=400); could not read {text!r}.")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffbook", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -18,6 +29,8 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=None, help="override the number of steps (disables the time budget)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--measure-eager", action="store_true", help="also time a plain eager fp32 loop (baseline)")
+    t.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config entries, e.g. --set time_budget_s=400 compile=false (values as JSON)")
     z = sub.add_parser("zoo", help="train and evaluate every model in one run")
     z.add_argument("--config", default="smoke", choices=["smoke", "release"])
     z.add_argument("--release", action="store_true", help="same as --config release")
@@ -26,6 +39,8 @@ def main(argv=None) -> int:
     z.add_argument("--deadline-s", type=float, default=None)
     z.add_argument("--models", nargs="+", default=["fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"],
                    help="models to train and evaluate, in order (add fmnist-fast to distil fmnist-ddpm)")
+    z.add_argument("--budget", nargs="+", default=[], metavar="MODEL=SECONDS",
+                   help="training time budget per model, e.g. --budget fmnist-ddpm=400")
     c = sub.add_parser("compare", help="compare samplers (diffbook and diffusers) at equal NFE on fmnist-ddpm")
     c.add_argument("--out", default="runs/compare.json", help="results JSON, rewritten after every row")
     c.add_argument("--n", type=int, default=None, help="images per row (default 10,000; 130 with --smoke)")
@@ -37,7 +52,8 @@ def main(argv=None) -> int:
     if a.cmd == "train":
         from .training import train
 
-        card = train(a.model, a.config, a.out, steps=a.steps, fresh=a.fresh, measure_eager=a.measure_eager)
+        card = train(a.model, a.config, a.out, steps=a.steps, fresh=a.fresh, measure_eager=a.measure_eager,
+                     overrides=dict(_key_value(kv, "--set", json.loads) for kv in a.set))
         print(json.dumps({k: card[k] for k in ("model", "steps", "train_wall_s", "img_s", "device")}))
     elif a.cmd == "compare":
         from . import compare
@@ -53,7 +69,7 @@ def main(argv=None) -> int:
         from .release import run_zoo
 
         run_zoo("release" if a.release else a.config, a.out, n_eval=a.n_eval, deadline_s=a.deadline_s,
-                models=tuple(a.models))
+                models=tuple(a.models), budgets=dict(_key_value(kv, "--budget", float) for kv in a.budget))
     return 0
 
 

@@ -96,12 +96,13 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:
 
 def run_zoo(config: str = "smoke", out: str | Path = "runs/zoo", *, n_eval: int | None = None,
             deadline_s: float | None = None, models=("fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"),
-            on_progress=None, clf_root: str | Path | None = None) -> dict:
+            on_progress=None, clf_root: str | Path | None = None, budgets: dict | None = None) -> dict:
     """Train ``models`` with ``config``, then evaluate each with its sampler specs; write ``out/results.json``.
 
     ``deadline_s`` (seconds from the start) skips evaluations that would start after it, so a time-limited GPU
     run still writes what it measured. ``on_progress(path)`` is called whenever a file is finished.
-    Features come from the classifier ``fmnist-clf`` in ``clf_root`` (default: the shipped one). Evaluations
+    Features come from the classifier ``fmnist-clf`` in ``clf_root`` (default: the shipped one). ``budgets`` maps
+    a model to its training time budget in seconds (default: its config's). Evaluations
     run cheapest first (NFE <= 100 for every model, then the long references), so a deadline cuts the references.
     """
     t_start = time.perf_counter()
@@ -122,7 +123,9 @@ def run_zoo(config: str = "smoke", out: str | Path = "runs/zoo", *, n_eval: int 
 
     for m in models:
         # a student distils the teacher trained earlier in this run if there is one, else the shipped teacher
-        overrides = {"teacher_root": str(out)} if m == "fmnist-fast" and "fmnist-ddpm" in models else None
+        overrides = {"teacher_root": str(out)} if m == "fmnist-fast" and "fmnist-ddpm" in models else {}
+        if m in (budgets or {}):
+            overrides["time_budget_s"] = float(budgets[m])
         card = train(m, config, out, measure_eager=(config == "release" and m in ("fmnist-ddpm", "fmnist-ncsn")),
                      fresh=False, overrides=overrides)
         results["models"][m] = {k: card.get(k) for k in ("steps", "batch", "train_wall_s", "img_s",

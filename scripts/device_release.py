@@ -28,6 +28,7 @@ p.add_argument("--clf-epochs", type=int, default=15)
 p.add_argument("--clf-n-train", type=int, default=None)
 p.add_argument("--models", nargs="+", default=["fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"])
 p.add_argument("--skip-classifier", action="store_true", help="measure with the shipped fmnist-clf instead")
+p.add_argument("--budget", nargs="+", default=[], metavar="MODEL=SECONDS", help="training time budget per model")
 a = p.parse_args()
 out = Path(os.environ.get("OUT", "out"))
 out.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,7 @@ if not a.skip_classifier:
     train_classifier(clf_args)
     mirror(work / "fmnist-clf.safetensors")
 run_zoo(a.config, work, n_eval=a.n_eval, deadline_s=a.deadline_s, on_progress=mirror,
-        clf_root=None if a.skip_classifier else work, models=tuple(a.models))
+        clf_root=None if a.skip_classifier else work, models=tuple(a.models),
+        budgets={m: float(v) for m, v in (kv.split("=", 1) for kv in a.budget)})
 mirror(work / "results.json")
 print("done", flush=True)

@@ -96,3 +96,14 @@ def test_failed_compile_falls_back_to_the_same_eager_run(tmp_path, monkeypatch):
     a = load_file(tmp_path / "eager" / "fmnist-ddpm.safetensors")
     b = load_file(tmp_path / "fallback" / "fmnist-ddpm.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_overrides_config_entries(tmp_path):
+    from diffbook.__main__ import main
+
+    assert main(["train", "fmnist-gan", "--config", "smoke", "--out", str(tmp_path), "--set", "steps=3"]) == 0
+    assert zoo.load_state("fmnist-gan", root=tmp_path)[1]["steps"] == 3
+    with pytest.raises(ValueError, match="not keys of the smoke config of fmnist-gan"):
+        main(["train", "fmnist-gan", "--config", "smoke", "--out", str(tmp_path), "--set", "stepz=3"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        main(["train", "fmnist-gan", "--config", "smoke", "--out", str(tmp_path), "--set", "steps"])
