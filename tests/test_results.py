@@ -1,5 +1,6 @@
 """Shipped results: they load by name, carry their provenance, and are inside the wheel a Colab user installs."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -37,8 +38,13 @@ def test_unknown_names_fail_with_the_list_of_what_exists():
 
 
 def test_wheel_ships_weights_and_results(tmp_path):
+    # build from a copy, so setuptools' build/ and egg-info folders land in tmp_path, not in the source tree
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "diffbook", src / "diffbook", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE", "LICENSE-CONTENT.md"):
+        shutil.copy(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(ROOT)], check=True, timeout=300, capture_output=True)
+                    "-w", str(tmp_path), str(src)], check=True, timeout=300, capture_output=True)
     (wheel,) = tmp_path.glob("diffbook-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "diffbook/results/zoo-release.json" in names
