@@ -159,6 +159,14 @@ def predict(model: FashionClassifier, images: torch.Tensor, batch_size: int = 50
     return _batched(model, images, batch_size, lambda b: model(b).argmax(1).cpu())
 
 
+@torch.no_grad()
+def predict_from_features(model: FashionClassifier, feats: torch.Tensor) -> torch.Tensor:
+    """The predicted class of images from their :func:`extract_features` (the model's last layer only), int64 [N]
+    on the CPU: ``predict(model, x)`` without running the network a second time on images already embedded."""
+    p = next(model.head.parameters())
+    return model.head(feats.to(p.device, p.dtype)).argmax(1).cpu()
+
+
 def evaluate_accuracy(model: FashionClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Return the fraction of ``images`` whose predicted class equals ``labels``."""
     model._check_input(images)

@@ -66,7 +66,7 @@ from pathlib import Path
 import torch
 
 from . import zoo
-from .evaluate import SAMPLERS, measure, sample_images, timed
+from .evaluate import FLOOR_WHAT, SAMPLERS, measure, real_reference, sample_images, timed
 from .evaluate import nfe_of as _diffbook_nfe_of
 
 __all__ = [
@@ -430,7 +430,7 @@ def run_comparison(out_path, *, n: int = 10_000, nfe_grid=NFE_GRID, model: str =
     """Measure every spec on ``n`` images and write the table to ``out_path`` (JSON) after every row.
 
     ``specs`` defaults to :func:`grid_specs` of :data:`DEFAULT_LINES` at ``nfe_grid`` (ignored when ``specs`` is
-    given). The real-vs-real floor is computed once per N as in :func:`diffbook.release.run_zoo`: the first N test
+    given). The real-vs-real floor is computed once per N by :func:`diffbook.evaluate.real_reference`: the first N test
     images against N random training images (seed 0), in the features of the classifier ``fmnist-clf`` in
     ``clf_root`` (default: the shipped one). Each row holds the spec, ``library``, ``nfe`` (counted calls per
     image), ``n``, :func:`diffbook.evaluate.measure`'s fd, floor, fd_over_floor, precision, recall, density and
@@ -441,9 +441,8 @@ def run_comparison(out_path, *, n: int = 10_000, nfe_grid=NFE_GRID, model: str =
     """
     import diffusers
 
-    from .classifier import extract_features, load_classifier, predict
+    from .classifier import extract_features, load_classifier, predict_from_features
     from .fashion import load_fashion_mnist
-    from .metrics import frechet_distance
     from .release import _git_commit
     from .training import _device_name
 
@@ -481,10 +480,7 @@ def run_comparison(out_path, *, n: int = 10_000, nfe_grid=NFE_GRID, model: str =
 
     def floor_at(m: int):
         if m not in floors:
-            real = extract_features(clf, test_x[:m].to(device))
-            g = torch.Generator().manual_seed(0)
-            other = extract_features(clf, train_x[torch.randperm(train_x.shape[0], generator=g)[:m]].to(device))
-            floors[m] = (real, frechet_distance(other, real))
+            floors[m] = real_reference(clf, test_x, train_x, m, device)
             results["floors"][str(m)] = round(floors[m][1], 4)
         return floors[m]
 
@@ -507,8 +503,7 @@ def run_comparison(out_path, *, n: int = 10_000, nfe_grid=NFE_GRID, model: str =
             on_progress(out_path)
 
     fd0 = floor_at(n)[1]
-    results["floor"] = dict(fd=round(fd0, 4), n=n, what=f"FD between {n} random training images and the first {n} "
-                                                         "test images, in the shipped classifier's features")
+    results["floor"] = dict(fd=round(fd0, 4), n=n, what=FLOOR_WHAT.format(n=n))
     dump()
 
     warm: set = set()
@@ -535,12 +530,13 @@ def run_comparison(out_path, *, n: int = 10_000, nfe_grid=NFE_GRID, model: str =
         counted = _Counted(net)
         imgs, sec = timed(lambda: sample(spec, counted, card, m, device=device, seed=seed, batch=batch), device)
         n_batches = -(-m // batch)
+        feats = extract_features(clf, imgs)
         row = dict(base, nfe=counted.calls // n_batches, sample_s=round(sec, 3),
-                   ms_per_image=round(1000 * sec / m, 4), **measure(extract_features(clf, imgs), real, floor))
+                   ms_per_image=round(1000 * sec / m, 4), **measure(feats, real, floor))
         row["excess"] = round(row["fd"] - row["floor"], 4)
         labels = torch.arange(m) % 10
-        row["class_agreement"] = (None if card.get("null_class") is None
-                                  else round((predict(clf, imgs) == labels).double().mean().item(), 4))
+        row["class_agreement"] = (None if card.get("null_class") is None else
+                                  round((predict_from_features(clf, feats) == labels).double().mean().item(), 4))
         row["row_s"] = round(time.perf_counter() - t_row, 3)
         spent_s, spent_nfes = spent_s + sec, spent_nfes + cost
         overhead_s.append(row["row_s"] - sec)

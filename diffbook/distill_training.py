@@ -86,7 +86,7 @@ def train_distill(cfg: dict, data: torch.Tensor, labels: torch.Tensor, acc, out:
     from accelerate.utils import broadcast_object_list
     from tqdm.auto import tqdm
 
-    from .training import StepLog, _device_name, _lr_factor, _sync, ema_update, load_checkpoint, save_checkpoint
+    from .training import StepLog, _device_name, _lr_factor, _sync, load_checkpoint, optimiser_step, save_checkpoint
 
     device = acc.device
     plan = round_plan(cfg["start_steps"], cfg["end_steps"])
@@ -189,10 +189,7 @@ def train_distill(cfg: dict, data: torch.Tensor, labels: torch.Tensor, acc, out:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         with acc.autocast():
             loss = distillation_loss(student, teacher, x0, grids[r][0], generator=g, class_labels=y)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        opt.step()
-        ema_update(ema, acc.unwrap_model(net), min(cfg["ema_decay"], (1 + k) / (10 + k)))
+        optimiser_step(acc, opt, loss, net, ema, min(cfg["ema_decay"], (1 + k) / (10 + k)))
         step += 1
         step_log.count()
         bar.update(1)

@@ -86,6 +86,20 @@ def sample_images(denoiser, card, spec: dict, n: int, *, sigma_min, sigma_max, p
     return torch.cat(out)
 
 
+FLOOR_WHAT = "FD between {n} random training images and the first {n} test images, in the shipped classifier's features"
+
+
+def real_reference(clf, test_x: torch.Tensor, train_x: torch.Tensor, n: int, device) -> tuple[torch.Tensor, float]:
+    """The real side of every FD at sample size n: features of the first n test images, and the real-vs-real floor,
+    their FD to n random training images (seed 0). Returns ``(real_feats, floor)``; see :data:`FLOOR_WHAT`."""
+    from .classifier import extract_features
+
+    real = extract_features(clf, test_x[:n].to(device))
+    g = torch.Generator().manual_seed(0)
+    other = extract_features(clf, train_x[torch.randperm(train_x.shape[0], generator=g)[:n]].to(device))
+    return real, frechet_distance(other, real)
+
+
 def measure(fake_feats: torch.Tensor, real_feats: torch.Tensor, floor: float) -> dict:
     """FD (with the floor and their ratio), precision/recall (k=3) and density/coverage (k=5) of features."""
     fd = frechet_distance(fake_feats, real_feats)

@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 
 from . import zoo
-from .classifier import extract_features, load_classifier, predict
-from .evaluate import measure, nfe_of, sample_images, timed
+from .classifier import extract_features, load_classifier, predict_from_features
+from .evaluate import FLOOR_WHAT, measure, nfe_of, real_reference, sample_images, timed
 from .fashion import load_fashion_mnist
-from .metrics import frechet_distance
 from .training import _device_name, train
 
 # What each model is measured with (release). NFE <= 50 except the 1000-step ancestral reference.
@@ -138,12 +137,8 @@ def run_zoo(config: str = "smoke", out: str | Path = "runs/zoo", *, n_eval: int 
     clf = load_classifier(clf_root, device=device)
     test_x, _ = load_fashion_mnist("test", pad_to=32)
     train_x, _ = load_fashion_mnist("train", pad_to=32)
-    real = extract_features(clf, test_x[:n].to(device))
-    g = torch.Generator().manual_seed(0)
-    other = extract_features(clf, train_x[torch.randperm(train_x.shape[0], generator=g)[:n]].to(device))
-    floor = frechet_distance(other, real)
-    results["floor"] = dict(fd=round(floor, 4), what=f"FD between {n} random training images and the first {n} "
-                                                      "test images, in the shipped classifier's features")
+    real, floor = real_reference(clf, test_x, train_x, n, device)
+    results["floor"] = dict(fd=round(floor, 4), what=FLOOR_WHAT.format(n=n))
     dump()
 
     nets = {m: zoo.load(m, root=out, device=device) for m in models}
@@ -168,11 +163,12 @@ def run_zoo(config: str = "smoke", out: str | Path = "runs/zoo", *, n_eval: int 
                                      device=device, seed=seed)
         draw(min(n, 64), seed=1)  # warm-up (kernel selection, caches), so the timing below is of sampling alone
         imgs, sec = timed(lambda: draw(n), device)
+        feats = extract_features(clf, imgs)
         row = dict(model=m, **spec, nfe=nfe_of(spec), n=n, sample_s=round(sec, 2),
-                   ms_per_image=round(1000 * sec / n, 4), **measure(extract_features(clf, imgs), real, floor))
+                   ms_per_image=round(1000 * sec / n, 4), **measure(feats, real, floor))
         if card.get("null_class") is not None:  # class-conditional: does the classifier see the requested class?
             requested = torch.arange(n) % 10  # sample_images asks for classes 0..9 in turn
-            row["class_agreement"] = round((predict(clf, imgs) == requested).double().mean().item(), 4)
+            row["class_agreement"] = round((predict_from_features(clf, feats) == requested).double().mean().item(), 4)
         results["evaluations"].append(row)
         tag = "-".join(str(spec.get(k)) for k in ("sampler", "steps", "w") if spec.get(k) is not None)
         tag += "-clip" if spec.get("clip") else ""

@@ -141,6 +141,14 @@ def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
 
 
+def optimiser_step(acc, opt, loss: torch.Tensor, net, ema, ema_decay: float) -> None:
+    """One update of ``net`` on ``loss`` (Accelerate's backward, so DDP and mixed precision work), then of its EMA."""
+    opt.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    opt.step()
+    ema_update(ema, acc.unwrap_model(net), ema_decay)
+
+
 def _lr_factor(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
@@ -274,10 +282,7 @@ def train(model: str, config: str = "smoke", out: str | Path = "runs", *, steps:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         with acc.autocast():
             loss = objective.loss(forward, x0, labels[idx], g)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        opt.step()
-        ema_update(ema, acc.unwrap_model(net), min(cfg["ema_decay"], (1 + step) / (10 + step)))
+        optimiser_step(acc, opt, loss, net, ema, min(cfg["ema_decay"], (1 + step) / (10 + step)))
         step += 1
         step_log.count()
         bar.update(1)

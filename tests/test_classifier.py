@@ -100,3 +100,11 @@ def test_bad_inputs_raise_one_clear_error(shipped, tmp_path):
         FashionClassifier(image_size=30)
     with pytest.raises(zoo.ZooError, match="unknown model"):
         load_classifier(root=tmp_path)  # an empty zoo folder
+
+
+def test_predictions_from_features_equal_predictions_from_images(shipped, test_set, test_feats):
+    # the evaluations classify generated images from the features they already computed for the FD
+    noisy = (test_set[0][:300] + 0.5 * torch.randn(300, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(classifier.predict_from_features(shipped, test_feats), predict(shipped, test_set[0]))
+    assert torch.equal(classifier.predict_from_features(shipped, extract_features(shipped, noisy)),
+                       predict(shipped, noisy))
