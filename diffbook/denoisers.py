@@ -15,22 +15,18 @@ import math
 
 import torch
 
-from ._validate import check_batch_sigma, check_finite, check_positive, check_tensor
+from .checks import check_batch_sigma, check_finite, check_network_input, check_positive, check_tensor, per_sample
 from .schedules import sigma_to_t, t_to_sigma
-
-
-def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def score_from_denoiser(x: torch.Tensor, sigma: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
     """Return the score grad log p_sigma(x) = (x0_hat - x) / sigma^2. Implements Eq. (tweedie)."""
-    return (x0_hat - x) / _b(sigma, x) ** 2
+    return (x0_hat - x) / per_sample(sigma, x) ** 2
 
 
 def ode_derivative(x: torch.Tensor, sigma: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
     """Return dx/dsigma = (x - x0_hat) / sigma of the probability-flow ODE. Implements Eq. (pf-ode-sigma)."""
-    return (x - x0_hat) / _b(sigma, x)
+    return (x - x0_hat) / per_sample(sigma, x)
 
 
 def _unwrap(out):
@@ -41,7 +37,8 @@ def _unwrap(out):
 def _vp_net_output(net, table: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, cond: dict):
     """A discrete-time VP network's output at the VP input x_t = c_in x and the fractional timestep t whose sigma_t
     equals sigma (Eq. (vp-to-ve)), with c_in = 1/sqrt(1 + sigma^2) = sqrt(alpha_bar_t); returns (output, c_in)."""
-    c_in = _b((1 + sigma**2).rsqrt(), x)
+    check_network_input(net, x, cond)
+    c_in = per_sample((1 + sigma**2).rsqrt(), x)
     t = sigma_to_t(sigma.detach().double().cpu(), table).to(device=x.device, dtype=torch.float32)
     return _unwrap(net(x * c_in, t, **cond)).to(x.dtype), c_in
 
@@ -58,7 +55,7 @@ def from_eps_model(net, alpha_bar: torch.Tensor):
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
         eps_hat, _ = _vp_net_output(net, table, x, sigma, cond)
-        return x - _b(sigma, x) * eps_hat
+        return x - per_sample(sigma, x) * eps_hat
 
     denoiser.net, denoiser.alpha_bar = net, table
     return denoiser
@@ -79,7 +76,7 @@ def from_v_model(net, alpha_bar: torch.Tensor):
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
         v_hat, c_in = _vp_net_output(net, table, x, sigma, cond)
-        return c_in**2 * x - _b(sigma, x) * c_in * v_hat
+        return c_in**2 * x - per_sample(sigma, x) * c_in * v_hat
 
     denoiser.net, denoiser.alpha_bar = net, table
     return denoiser
@@ -93,7 +90,8 @@ def from_score_model(net):
 
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
-        return x + _b(sigma, x) ** 2 * _unwrap(net(x, sigma, **cond)).to(x.dtype)
+        check_network_input(getattr(net, "unet", net), x, cond)
+        return x + per_sample(sigma, x) ** 2 * _unwrap(net(x, sigma, **cond)).to(x.dtype)
 
     denoiser.net = net
     return denoiser
@@ -113,8 +111,9 @@ def from_diffusers_unet(unet, scheduler):
 
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
-        c_in = _b((1 + sigma**2).rsqrt(), x)
-        s = _b(sigma, x)
+        check_network_input(unet, x, cond)
+        c_in = per_sample((1 + sigma**2).rsqrt(), x)
+        s = per_sample(sigma, x)
         t = sigma_to_t(sigma.detach().double().cpu(), alpha_bar).to(device=x.device, dtype=torch.float32)
         out = _unwrap(unet(x * c_in, t, **cond)).to(x.dtype)
         if kind == "epsilon":
@@ -133,7 +132,7 @@ def gaussian_denoiser(s: float):
 
     def denoiser(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
-        return s2 / (s2 + _b(sigma, x) ** 2) * x
+        return s2 / (s2 + per_sample(sigma, x) ** 2) * x
 
     return denoiser
 
@@ -236,7 +235,7 @@ def vp_score(denoiser, sde):
             t = t.expand(x_t.shape[0])
         m, s = sde.marginal(t)
         m, sigma = m.to(x_t.dtype), (s / m).to(x_t.dtype)
-        x = x_t / _b(m, x_t)
-        return score_from_denoiser(x, sigma, denoiser(x, sigma, **cond)) / _b(m, x_t)
+        x = x_t / per_sample(m, x_t)
+        return score_from_denoiser(x, sigma, denoiser(x, sigma, **cond)) / per_sample(m, x_t)
 
     return score

@@ -1,4 +1,7 @@
-"""Progressive distillation (Salimans & Ho 2022): a few-step student of the shipped ``fmnist-ddpm``.
+"""Progressive distillation (Salimans & Ho 2022): the mathematics of a few-step student of a diffusion model.
+
+The loss takes the teacher as a denoiser argument; training ``fmnist-fast`` from the shipped ``fmnist-ddpm`` is
+:mod:`diffbook.train.distill`, loading a trained student :func:`diffbook.zoo.load_student`.
 
 Why this method. Progressive distillation needs only the teacher and the DDIM update, which diffbook already has
 (Eq. (ddim-update)). Consistency distillation (Song et al. 2023) in its published form trains with a perceptual
@@ -80,8 +83,8 @@ import numbers
 
 import torch
 
-from ._validate import check_batch_sigma, check_nfe, check_sigmas, check_tensor
-from .denoisers import _b, from_v_model  # noqa: F401  (the student's denoiser, Eq. (v-denoiser))
+from .checks import check_batch_sigma, check_nfe, check_sigmas, check_tensor, per_sample
+from .denoisers import from_v_model  # noqa: F401  (the student's denoiser, Eq. (v-denoiser))
 from .schedules import ddpm_sigmas
 
 __all__ = [
@@ -93,8 +96,6 @@ __all__ = [
     "distillation_loss",
     "round_plan",
     "round_sigmas",
-    "sampling_sigmas",
-    "load_student",
     "SPACING",
 ]
 
@@ -123,7 +124,7 @@ def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, sigma, sigma_next) -> torch
     sigma, sigma_next = _as_level("sigma", sigma, x), _as_level("sigma_next", sigma_next, x)
     if (sigma <= 0).any():
         raise ValueError("sigma must be > 0: a DDIM step starts from a noisy image.")
-    r = _b(sigma_next / sigma, x)
+    r = per_sample(sigma_next / sigma, x)
     return x0_hat + r * (x - x0_hat)
 
 
@@ -164,7 +165,7 @@ def distillation_target(x: torch.Tensor, sigma, sigma_next, x_teacher: torch.Ten
     if not (sigma_next < sigma).all():
         raise ValueError("sigma_next must be smaller than sigma (the student steps towards less noise); the "
                          "target is undefined for sigma_next >= sigma.")
-    r = _b(sigma_next / sigma, x)
+    r = per_sample(sigma_next / sigma, x)
     return (x_teacher - r * x) / (1 - r)
 
 
@@ -201,7 +202,7 @@ def distillation_loss(student, teacher, x0: torch.Tensor, teacher_sigmas: torch.
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     s = teacher_sigmas.to(device=x0.device, dtype=x0.dtype)
     sigma, sigma_mid, sigma_next = s[2 * i], s[2 * i + 1], s[2 * i + 2]
-    x = x0 + _b(sigma, x0) * eps
+    x = x0 + per_sample(sigma, x0) * eps
     dt = torch.promote_types(x0.dtype, torch.float32)  # never below float32, whatever the network computes in
     with torch.no_grad():
         x_teacher = teacher_two_steps(teacher, x, sigma, sigma_mid, sigma_next, **cond).to(dt)
@@ -248,39 +249,3 @@ def round_sigmas(alpha_bar: torch.Tensor, n_teacher: int) -> tuple[torch.Tensor,
         raise ValueError(f"the {n_teacher // 2}-step grid is not every other level of the {n_teacher}-step grid for "
                          f"this alpha_bar (T = {alpha_bar.shape[0]}); use T divisible by {n_teacher}.")
     return teacher, student
-
-
-def sampling_sigmas(card: dict, steps: int | None = None) -> torch.Tensor:
-    """The sigmas (float64, ending in 0) a distilled student's card records for ``steps`` DDIM steps.
-
-    ``steps`` defaults to the card's ``sampling_steps`` (the count it was distilled for); the keys of
-    ``card["sampling_sigmas"]`` are the counts it records.
-    """
-    table = card.get("sampling_sigmas")
-    if not isinstance(table, dict):
-        raise ValueError(f"model {card.get('name')!r} is not a distilled student: its card has no sampling_sigmas; "
-                         "train one with `python -m diffbook train fmnist-fast`.")
-    steps = card["sampling_steps"] if steps is None else check_nfe(steps)
-    if str(steps) not in table:
-        raise ValueError(f"the card of {card.get('name')!r} records sigmas for {', '.join(sorted(table, key=int))} "
-                         f"steps, not {steps}.")
-    return torch.tensor(table[str(steps)], dtype=torch.float64)
-
-
-def load_student(steps: int | None = None, name: str = "fmnist-fast", root=None, device=None):
-    """Load the distilled student for ``steps`` DDIM steps: ``(denoiser, sigmas, prior_std, card)``.
-
-    ``card["round_models"]`` of ``name`` maps each kept step count to its round's model (``fmnist-fast`` itself for
-    the last round); sample with ``sample_ddim(denoiser, prior_std * randn, sigmas, cond={"class_labels": y})``.
-    """
-    from . import zoo
-
-    _, card = zoo.load_state(name, root)
-    rounds = card.get("round_models") or {}
-    steps = card.get("sampling_steps") if steps is None else check_nfe(steps)
-    if str(steps) not in rounds:
-        raise ValueError(f"{name!r} has students for {', '.join(sorted(rounds, key=int)) or 'no'} steps, not "
-                         f"{steps}; add {steps} to keep_rounds in its config and retrain.")
-    denoiser, card, _, _, prior_std = zoo.load_denoiser(rounds[str(steps)], root, device)
-    return denoiser, sampling_sigmas(card, steps), prior_std, card
-

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_tensor
-
-
-def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a [B] tensor to broadcast over a [B, ...] tensor."""
-    return v.reshape(-1, *([1] * (x.dim() - 1))).to(x)
+from .checks import check_tensor, per_sample
 
 
 def _check_table(name: str, v: torch.Tensor, upper_inclusive: bool) -> torch.Tensor:
@@ -56,7 +51,7 @@ def q_sample(x0: torch.Tensor, t, alpha_bar: torch.Tensor, noise: torch.Tensor |
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     elif check_tensor("noise", noise).shape != x0.shape:
         raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}.")
-    ab = _per_sample(alpha_bar.to(x0.device)[t], x0)
+    ab = per_sample(alpha_bar.to(x0.device)[t], x0).to(x0)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
@@ -108,5 +103,5 @@ def q_posterior_mean_var(x0: torch.Tensor, x_t: torch.Tensor, t, betas: torch.Te
     c0 = ab_prev.sqrt() * beta_t / (1 - ab_t)
     ct = (1 - beta_t).sqrt() * (1 - ab_prev) / (1 - ab_t)
     var = (1 - ab_prev) / (1 - ab_t) * beta_t
-    mean = _per_sample(c0, x0) * x0 + _per_sample(ct, x0) * x_t
-    return mean, _per_sample(var, x0)
+    mean = per_sample(c0, x0).to(x0) * x0 + per_sample(ct, x0).to(x0) * x_t
+    return mean, per_sample(var, x0).to(x0)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_batch_sigma
+from .checks import check_batch_sigma
 
 __all__ = ["cfg", "classifier_guidance"]
 

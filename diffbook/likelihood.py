@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_finite, check_nfe, check_positive, check_tensor
+from .checks import check_finite, check_nfe, check_positive, check_tensor
 
 __all__ = ["pf_ode_log_likelihood"]
 

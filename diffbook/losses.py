@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_tensor
-
-
-def _b(v, x):
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
+from .checks import check_tensor, per_sample
 
 
 def _randn(x, generator):
@@ -28,7 +24,7 @@ def ddpm_eps_loss(eps_net, x0: torch.Tensor, alpha_bar: torch.Tensor, generator=
     T = alpha_bar.shape[0]
     t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=x0.device)
     eps = _randn(x0, generator)
-    ab = _b(alpha_bar.to(x0.device, x0.dtype)[t], x0)
+    ab = per_sample(alpha_bar.to(x0.device, x0.dtype)[t], x0)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
     out = eps_net(x_t, t.to(x0.dtype), **cond)
     out = out.sample if hasattr(out, "sample") else out
@@ -45,10 +41,10 @@ def dsm_loss(score_net, x0: torch.Tensor, sigmas: torch.Tensor, generator=None, 
     idx = torch.randint(0, sigmas.shape[0], (x0.shape[0],), generator=generator, device=x0.device)
     sigma = sigmas.to(x0.device, x0.dtype)[idx]
     z = _randn(x0, generator)
-    x = x0 + _b(sigma, x0) * z
+    x = x0 + per_sample(sigma, x0) * z
     out = score_net(x, sigma, **cond)
     out = out.sample if hasattr(out, "sample") else out
-    return 0.5 * ((_b(sigma, x0) * out.float() + z.float()) ** 2).flatten(1).sum(1).mean()
+    return 0.5 * ((per_sample(sigma, x0) * out.float() + z.float()) ** 2).flatten(1).sum(1).mean()
 
 
 def sde_loss(score_net, x0: torch.Tensor, sde, generator=None, t_eps: float = 1e-5, **cond) -> torch.Tensor:
@@ -60,7 +56,7 @@ def sde_loss(score_net, x0: torch.Tensor, sde, generator=None, t_eps: float = 1e
     check_tensor("x0", x0)
     t = torch.rand(x0.shape[0], generator=generator, device=x0.device, dtype=torch.float64) * (1 - t_eps) + t_eps
     m, s = sde.marginal(t)
-    m, s = _b(m.to(x0.dtype), x0), _b(s.to(x0.dtype), x0)
+    m, s = per_sample(m.to(x0.dtype), x0), per_sample(s.to(x0.dtype), x0)
     z = _randn(x0, generator)
     out = score_net(m * x0 + s * z, t.to(x0.dtype), **cond)
     out = out.sample if hasattr(out, "sample") else out
@@ -77,6 +73,6 @@ def edm_loss(denoiser, x0: torch.Tensor, generator=None, p_mean: float = -1.2, p
     ln_sigma = torch.randn(x0.shape[0], generator=generator, device=x0.device, dtype=x0.dtype) * p_std + p_mean
     sigma = ln_sigma.exp()
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    x = x0 + _b(sigma, x0) * _randn(x0, generator)
+    x = x0 + per_sample(sigma, x0) * _randn(x0, generator)
     err = (denoiser(x, sigma, **cond).float() - x0.float()) ** 2
-    return (_b(weight, x0) * err).mean()
+    return (per_sample(weight, x0) * err).mean()

@@ -37,7 +37,7 @@ from typing import Callable
 
 import torch
 
-from ._validate import check_finite, check_nfe, check_positive, check_sigmas, check_tensor
+from .checks import check_finite, check_nfe, check_positive, check_sigmas, check_tensor
 
 __all__ = [
     "sample_ddpm_ancestral",
@@ -48,6 +48,8 @@ __all__ = [
     "sample_euler_maruyama",
     "sample_pc",
     "sample_annealed_langevin",
+    "SAMPLERS",
+    "nfe",
 ]
 
 
@@ -343,3 +345,36 @@ def sample_annealed_langevin(denoiser: Callable, x: torch.Tensor, sigmas: torch.
     if final_denoise:
         x = _denoise(denoiser, x, sigma_L, cond)
     return _finish(x)
+
+
+# ----------------------------------------------------------------------------------------------- by name
+#: The samplers by the names that specs, result tables and the command line use.
+SAMPLERS = {
+    "ancestral": sample_ddpm_ancestral,
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "euler_maruyama": sample_euler_maruyama,
+    "pc": sample_pc,
+    "annealed_langevin": sample_annealed_langevin,
+}
+
+
+def nfe(sampler: str, steps: int, *, n_corrector: int = 1, n_steps_each: int = 5) -> int:
+    """Network evaluations per sample of ``sampler`` (a key of :data:`SAMPLERS`) with ``steps`` steps.
+
+    Heun: 2 per step but 1 on the last (no correction at sigma = 0); PC: predictor plus ``n_corrector`` corrector
+    evaluations per step; annealed Langevin: ``n_steps_each`` per level, plus the final denoising step; the others:
+    one per step. (A guided evaluation is one call on a batch of 2B, counted once.)
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    steps = check_nfe(steps)
+    if sampler == "heun":
+        return 2 * steps - 1
+    if sampler == "pc":
+        return steps * (1 + n_corrector)
+    if sampler == "annealed_langevin":
+        return steps * n_steps_each + 1
+    return steps

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ._validate import check_finite, check_nfe, check_positive, check_tensor
+from .checks import check_finite, check_nfe, check_positive, check_tensor
 
 
 def _check_vector(name: str, v) -> torch.Tensor:
@@ -207,3 +207,59 @@ def ddpm_sigmas(alpha_bar: torch.Tensor, n: int, spacing: str = "leading") -> to
     table = _sigma_table(alpha_bar)
     ts = ddpm_timesteps(table.shape[0], n, spacing)
     return append_zero(table[ts])
+
+
+# ------------------------------------------------------------------ NCSNv2's ladder (Song & Ermon 2020)
+def max_pairwise_distance(x: torch.Tensor, max_n: int = 10_000) -> float:
+    """Largest Euclidean distance between two data points (on at most ``max_n`` of them).
+
+    NCSNv2's Technique 1 (Song & Ermon 2020): sigma_1 should be about this large, so that the noisiest level
+    can move a sample from any mode to any other.
+    """
+    check_tensor("x", x, min_dim=2)
+    flat = x[:max_n].flatten(1).double()
+    best = 0.0
+    for chunk in flat.split(2048):
+        best = max(best, torch.cdist(chunk, flat).max().item())
+    return best
+
+
+def ncsnv2_overlap(gamma: float, dim: int) -> float:
+    """Phi(sqrt(2D)(gamma-1) + 3 gamma) - Phi(sqrt(2D)(gamma-1) - 3 gamma): NCSNv2's overlap between adjacent levels.
+
+    Eq. (ncsnv2-ratio); Song & Ermon 2020, Technique 2.
+    """
+    a = math.sqrt(2 * dim) * (gamma - 1)
+    return 0.5 * (math.erf((a + 3 * gamma) / math.sqrt(2)) - math.erf((a - 3 * gamma) / math.sqrt(2)))
+
+
+def ncsnv2_ratio(dim: int, target: float = 0.5) -> float:
+    """The ratio gamma = sigma_{i-1}/sigma_i of NCSNv2's Technique 2 for data of dimension ``dim``.
+
+    Solves ncsnv2_overlap(gamma, dim) = target by bisection, so that consecutive noise levels overlap enough for
+    Langevin to hand samples from one level to the next. For dim <= 4 the overlap never falls to 0.5 (as gamma
+    grows it tends to 1), so the rule sets no limit and a ValueError says so.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}.")
+    if not 0 < target < 1:
+        raise ValueError(f"target must lie in (0, 1), got {target!r}.")
+    if 2 * dim <= 9:
+        raise ValueError(f"NCSNv2's ratio rule sets no limit for dim = {dim} <= 4: the overlap between levels stays "
+                         "above 0.5 for every ratio; choose the ratio by hand (e.g. from the number of levels).")
+    lo, hi = 1.0, 2.0
+    while ncsnv2_overlap(hi, dim) > target:
+        lo, hi = hi, 2 * hi
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ncsnv2_overlap(mid, dim) > target else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def ncsnv2_sigmas(sigma_max: float, sigma_min: float, dim: int) -> torch.Tensor:
+    """The geometric ladder from sigma_max to sigma_min with NCSNv2's ratio for dimension ``dim``. Eq. (ncsn-ladder)."""
+    check_positive("sigma_max", sigma_max)
+    check_positive("sigma_min", sigma_min)
+    gamma = ncsnv2_ratio(dim)
+    n = max(2, math.ceil(math.log(sigma_max / sigma_min) / math.log(gamma)) + 1)
+    return ve_geometric_sigmas(sigma_min, sigma_max, n)

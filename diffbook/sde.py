@@ -12,14 +12,12 @@ import math
 
 import torch
 
-from ._validate import check_positive
+from .checks import check_positive, per_sample
 
 
-def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
-    if v.dim() == 0:
-        v = v.expand(x.shape[0])
-    return v.reshape(-1, *([1] * (x.dim() - 1)))
+def _like(v, x: torch.Tensor) -> torch.Tensor:
+    """``v`` (a number, 0-d or [B] tensor) in x's dtype, shaped to broadcast over x (:func:`diffbook.checks.per_sample`)."""
+    return per_sample(torch.as_tensor(v, dtype=x.dtype, device=x.device), x)
 
 
 class SDE:
@@ -47,17 +45,17 @@ class SDE:
 
     def reverse_drift(self, x, t, score):
         """Drift of the reverse-time SDE, f - g^2 score (Anderson 1982). Eq. (sde-reverse)."""
-        return self.drift(x, t) - _b(self.diffusion(t), x) ** 2 * score
+        return self.drift(x, t) - _like(self.diffusion(t), x) ** 2 * score
 
     def pf_ode_drift(self, x, t, score):
         """Drift of the probability-flow ODE, f - g^2 score / 2. Eq. (pf-ode)."""
-        return self.drift(x, t) - 0.5 * _b(self.diffusion(t), x) ** 2 * score
+        return self.drift(x, t) - 0.5 * _like(self.diffusion(t), x) ** 2 * score
 
     def sample_marginal(self, x0, t, generator=None):
         """Sample x_t ~ p_t(x_t | x_0) in closed form."""
         m, s = self.marginal(torch.as_tensor(t, dtype=torch.float64))
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        return _b(m, x0) * x0 + _b(s, x0) * z
+        return _like(m, x0) * x0 + _like(s, x0) * z
 
 
 class VPSDE(SDE):
@@ -75,7 +73,7 @@ class VPSDE(SDE):
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
     def drift(self, x, t):
-        return -0.5 * _b(self.beta(t), x) * x
+        return -0.5 * _like(self.beta(t), x) * x
 
     def diffusion(self, t):
         return self.beta(t).sqrt()

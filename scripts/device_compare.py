@@ -1,4 +1,4 @@
-"""Run the sampler comparison (diffbook.compare) on a lent GPU machine, writing into $OUT as it goes.
+"""Run the sampler comparison (diffbook.eval.compare) on a lent GPU machine, writing into $OUT as it goes.
 
 Usage, from the repository root on the device machine (.git does not travel, so name the commit; if Fashion-MNIST
 is not installed there, copy its four .gz files into .data/fashion-mnist here and carry ".data")::
@@ -67,7 +67,7 @@ GRID = [
 
 def device_specs() -> list[dict]:
     """The specs of the GPU run: every line of GRID at its own NFE values."""
-    from diffbook.compare import grid_specs
+    from diffbook.eval.specs import grid_specs
 
     return [spec for line, nfes in GRID for spec in grid_specs([line], nfes)]
 
@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     out = Path(os.environ.get("OUT", "out"))
     out.mkdir(parents=True, exist_ok=True)
 
-    from diffbook.compare import image_nfes, plot_fd_vs_nfe, run_comparison
+    from diffbook.eval.compare import run_comparison
+    from diffbook.eval.specs import image_nfes
+    from diffbook.eval.summary import plot_fd_vs_nfe
 
     specs = device_specs()
     total = image_nfes(specs, a.n)

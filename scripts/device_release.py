@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffbook.release import run_zoo  # noqa: E402
+from diffbook.eval.release import run_zoo  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--deadline-s", type=float, default=480)
@@ -50,7 +50,7 @@ def mirror(path: Path) -> None:
 
 import torch  # noqa: E402
 
-from diffbook.classifier import main as train_classifier  # noqa: E402
+from diffbook.train.classifier import main as train_classifier  # noqa: E402
 
 # The feature classifier first: every Frechet distance of the run is measured in its features.
 dev = "cuda" if torch.cuda.is_available() else "cpu"

@@ -5,10 +5,18 @@ import json
 import pytest
 import torch
 
-from diffbook import classifier, zoo
-from diffbook.classifier import FashionClassifier, augment, extract_features, load_classifier, predict
-from diffbook.fashion import load_fashion_mnist
-from diffbook.metrics import frechet_distance
+from diffbook import zoo
+from diffbook.data.fashion import load_fashion_mnist
+from diffbook.eval.metrics import frechet_distance
+from diffbook.nets import classifier
+from diffbook.nets.classifier import FashionClassifier, extract_features, predict
+from diffbook.train import classifier as train_clf
+from diffbook.train.classifier import augment
+from diffbook.zoo import registry
+
+
+def load_classifier(root=None):
+    return zoo.load_network("fmnist-clf", root)[0]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def test_shipped_classifier_reaches_92_percent_and_its_card_is_honest(shipped, t
     assert torch.equal(shipped.head(test_feats[:50]).argmax(1), predict(shipped, x[:50]))  # logits = head(features)
     acc = (shipped.head(test_feats).argmax(1) == y).double().mean().item()
     assert acc >= 0.92, f"accuracy on the first 2,000 test images is {acc:.4f}"
-    _, card = zoo.load_state("fmnist-clf")
+    _, card = registry.load_state("fmnist-clf")
     assert abs(acc - card["test_accuracy_first_2000"]) <= 1 / 2000 + 1e-12  # what the card claims is what ships
     assert card["test_accuracy"] >= 0.92 and card["arch"] == "classifier"
     assert card["config"] == shipped.config
@@ -70,20 +78,20 @@ def test_augment_translates_and_flips_within_the_frame():
 
 def test_training_is_seeded_and_the_command_registers_a_loadable_model(tmp_path):
     args = dict(epochs=1, batch=64, lr=0.05, seed=3, n_train=128, n_test=100, log=lambda *_: None)
-    direct, hist = classifier.train_classifier(**args)
+    direct, hist = train_clf.train_classifier(**args)
     assert len(hist["test_accuracy"]) == 1 and hist["train_loss"][0] > 0
-    assert classifier.main(["--epochs", "1", "--batch", "64", "--lr", "0.05", "--n-train", "128", "--n-test", "100",
+    assert train_clf.main(["--epochs", "1", "--batch", "64", "--lr", "0.05", "--n-train", "128", "--n-test", "100",
                             "--seed", "3", "--threads", str(torch.get_num_threads()), "--out", str(tmp_path)]) == 0
     reg = json.loads((tmp_path / "registry.json").read_text())
-    assert reg["fmnist-clf"]["sha256"] == zoo.sha256_file(tmp_path / "fmnist-clf.safetensors")
+    assert reg["fmnist-clf"]["sha256"] == registry.sha256_file(tmp_path / "fmnist-clf.safetensors")
     card = json.loads((tmp_path / "fmnist-clf.json").read_text())
     assert card["data"]["test"] == "first 100 Fashion-MNIST test images" and 0 <= card["test_accuracy"] <= 1
-    assert card["training"]["epochs"] == 1 and card["command"].startswith("python -m diffbook.classifier --epochs 1")
+    assert card["training"]["epochs"] == 1 and card["command"].startswith("python -m diffbook.train.classifier --epochs 1")
     loaded = load_classifier(tmp_path)
     for k, v in direct.state_dict().items():  # same seed, same weights (the file stores them in fp16)
         w = loaded.state_dict()[k]
         assert torch.equal(w, v.half().float()) if v.is_floating_point() else torch.equal(w, v), k
-    other, _ = classifier.train_classifier(**{**args, "seed": 4, "n_train": 64, "n_test": 1})
+    other, _ = train_clf.train_classifier(**{**args, "seed": 4, "n_train": 64, "n_test": 1})
     assert not torch.equal(other.head.weight, direct.head.weight)
 
 
@@ -95,7 +103,7 @@ def test_bad_inputs_raise_one_clear_error(shipped, tmp_path):
     with pytest.raises(ValueError, match="labels"):
         classifier.evaluate_accuracy(shipped, torch.zeros(3, 1, 32, 32), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="epochs"):
-        classifier.train_classifier(epochs=0)
+        train_clf.train_classifier(epochs=0)
     with pytest.raises(ValueError, match="divisible"):
         FashionClassifier(image_size=30)
     with pytest.raises(zoo.ZooError, match="unknown model"):

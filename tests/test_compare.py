@@ -15,10 +15,12 @@ import types
 import pytest
 import torch
 
-from diffbook import compare as C
 from diffbook import zoo
-from diffbook.__main__ import main
-from diffbook.evaluate import sample_images, sigmas_for
+from diffbook.cli import main
+from diffbook.eval import compare, summary
+from diffbook.eval import specs as sp
+from diffbook.eval.measure import sample_images
+from diffbook.zoo.model import DiffusionModel, sigmas_for
 
 from conftest import ROOT
 
@@ -34,42 +36,42 @@ class ZeroEps(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def ddpm():
-    return zoo.load("fmnist-ddpm")
+    return zoo.load_network("fmnist-ddpm")
 
 
 # --------------------------------------------------------------------------------------- NFE accounting
 def test_nfe_counted_equals_nfe_of_for_every_line():
-    specs = C.grid_specs(C.DEFAULT_LINES, (1, 2, 5))
+    specs = sp.grid_specs(sp.DEFAULT_LINES, (1, 2, 5))
     specs += [dict(sampler="ddim", schedule="ddpm", spacing="trailing", steps=3, w=1.0),
               dict(library="diffusers", sampler="DDIMScheduler", spacing="trailing", steps=3, w=1.0)]
     for spec in specs:
-        net = C._Counted(ZeroEps())
-        imgs = C.sample(spec, net, CARD, 3, device="cpu", batch=2)  # two batches
+        net = compare._Counted(ZeroEps())
+        imgs = compare.sample(spec, net, CARD, 3, device="cpu", batch=2)  # two batches
         assert imgs.shape == (3, 1, 32, 32) and imgs.abs().max() <= 1
-        assert net.calls == 2 * C.nfe_of(spec), (C.label(spec), spec["steps"], net.calls)
+        assert net.calls == 2 * sp.nfe_of(spec), (sp.label(spec), spec["steps"], net.calls)
 
 
 def test_steps_chosen_for_each_nfe_budget():
-    specs = C.grid_specs(C.DEFAULT_LINES, C.NFE_GRID)
+    specs = sp.grid_specs(sp.DEFAULT_LINES, sp.NFE_GRID)
     by_line = {}
     for s in specs:
-        by_line.setdefault(C.label(s), {})[s["nfe_target"]] = (s["steps"], C.nfe_of(s))
-        assert C.nfe_of(s) <= s["nfe_target"]
+        by_line.setdefault(sp.label(s), {})[s["nfe_target"]] = (s["steps"], sp.nfe_of(s))
+        assert sp.nfe_of(s) <= s["nfe_target"]
     # Heun: 2 steps - 1 calls; NFE 2 would repeat the 1-step (= one Euler step) row, so it is left out
     heun = {1: (1, 1), 5: (3, 5), 10: (5, 9), 20: (10, 19), 50: (25, 49), 100: (50, 99), 250: (125, 249),
             1000: (500, 999)}
     assert by_line["diffbook heun karras"] == heun
     assert by_line["diffusers HeunDiscreteScheduler karras/linspace"] == heun
-    assert by_line["diffbook dpmpp_2m karras"] == {m: (m, m) for m in C.NFE_GRID}
+    assert by_line["diffbook dpmpp_2m karras"] == {m: (m, m) for m in sp.NFE_GRID}
     # a DDPM-timestep schedule stops at T steps; Karras sigmas do not
-    assert max(C.grid_specs([dict(sampler="ddim", schedule="ddpm")], (500, 1000, 2000)), key=lambda s: s["steps"])[
+    assert max(sp.grid_specs([dict(sampler="ddim", schedule="ddpm")], (500, 1000, 2000)), key=lambda s: s["steps"])[
         "steps"] == 1000
-    assert [s["steps"] for s in C.grid_specs([dict(sampler="euler", schedule="karras")], (1000, 2000))] == [1000, 2000]
+    assert [s["steps"] for s in sp.grid_specs([dict(sampler="euler", schedule="karras")], (1000, 2000))] == [1000, 2000]
     # the reference is in the default grid, and goes first among the expensive rows
-    order = C._order(specs, 10_000, 1000)
-    ref = next(i for i, s in enumerate(order) if C._is_reference(s, 1000))
+    order = compare._order(specs, 10_000, 1000)
+    ref = next(i for i, s in enumerate(order) if sp.is_reference(s, 1000))
     assert all(s.get("nfe_target") <= 20 for s in order[:ref])
-    assert C.image_nfes([dict(sampler="heun", steps=5), dict(sampler="ddim", steps=10, n=7)], 100) == 9 * 100 + 70
+    assert sp.image_nfes([dict(sampler="heun", steps=5), dict(sampler="ddim", steps=10, n=7)], 100) == 9 * 100 + 70
 
 
 @pytest.mark.parametrize("spec, words", [
@@ -87,7 +89,7 @@ def test_steps_chosen_for_each_nfe_budget():
 ])
 def test_bad_specs_raise_one_clear_error(spec, words):
     with pytest.raises(ValueError, match=words):
-        C.check_spec(spec, T=1000)
+        sp.check_spec(spec, T=1000)
 
 
 # --------------------------------------------------------------------------------------- diffbook == diffusers
@@ -105,8 +107,8 @@ def test_bad_specs_raise_one_clear_error(spec, words):
 ], ids=["ddim", "ddpm-same-noise", "ddpm-clip", "dpmpp-2m", "ddim-cfg"])
 def test_same_configuration_gives_the_same_images(ddpm, ours, theirs):
     net, card = ddpm
-    a = C.sample(dict(ours, steps=5), net, card, 3, device="cpu", seed=4)
-    b = C.sample(dict(theirs, steps=5), net, card, 3, device="cpu", seed=4)
+    a = compare.sample(dict(ours, steps=5), net, card, 3, device="cpu", seed=4)
+    b = compare.sample(dict(theirs, steps=5), net, card, 3, device="cpu", seed=4)
     assert (a - b).abs().max().item() < 1e-4
 
 
@@ -114,12 +116,11 @@ def test_diffusers_euler_differs_only_by_its_initial_scale(ddpm):
     """diffusers' Euler starts from z * sigma_max, not z * sqrt(1 + sigma_max^2); from its x_T we agree."""
     net, card = ddpm
     spec = dict(sampler="euler", schedule="ddpm", spacing="trailing", steps=5)
-    theirs = C.sample(dict(library="diffusers", sampler="EulerDiscreteScheduler", spacing="trailing", steps=5),
+    theirs = compare.sample(dict(library="diffusers", sampler="EulerDiscreteScheduler", spacing="trailing", steps=5),
                       net, card, 3, device="cpu")
-    den, lo, hi, _ = zoo.as_denoiser(net, card)
-    sigma_0 = float(sigmas_for(spec, card, lo, hi)[0])
-    ours = sample_images(den, card, spec, 3, sigma_min=lo, sigma_max=hi, prior_std=sigma_0,
-                         device=torch.device("cpu"))
+    model = DiffusionModel("fmnist-ddpm", net, card)
+    model.prior_std = float(sigmas_for(spec, card, model.sigma_min, model.sigma_max)[0])  # diffusers' x_T scale
+    ours = sample_images(model, spec, 3)
     assert (ours - theirs).abs().max().item() < 1e-4
 
 
@@ -135,7 +136,7 @@ def test_small_comparison_end_to_end_with_deadline(tmp_path):
              dict(library="diffusers", sampler="DPMSolverMultistepScheduler", schedule="karras", steps=1)]
     out = tmp_path / "compare.json"
     seen = []
-    res = C.run_comparison(out, n=130, specs=specs, deadline_s=300, device="cpu", on_progress=seen.append)
+    res = compare.run_comparison(out, n=130, specs=specs, deadline_s=300, device="cpu", on_progress=seen.append)
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     assert len(seen) >= 4 and all(p == out for p in seen)
     for key in ("command", "commit", "device", "date", "torch", "diffusers", "wall_s", "floor", "model_sha256"):
@@ -158,13 +159,13 @@ def test_small_comparison_end_to_end_with_deadline(tmp_path):
     assert isinstance(summary["checks"]["diffbook_le_diffusers_at_nfe1"], bool)
 
     # a deadline already passed skips every row (no throughput is known yet: only the clock decides)
-    res0 = C.run_comparison(tmp_path / "none.json", n=130, specs=specs[1:2], deadline_s=0, device="cpu")
+    res0 = compare.run_comparison(tmp_path / "none.json", n=130, specs=specs[1:2], deadline_s=0, device="cpu")
     assert [r["skipped"] for r in res0["rows"]] == ["deadline"]
 
 
 def test_bad_n_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="N >= 129"):
-        C.run_comparison(tmp_path / "x.json", n=64, specs=[dict(sampler="ddim", steps=1)], device="cpu")
+        compare.run_comparison(tmp_path / "x.json", n=64, specs=[dict(sampler="ddim", steps=1)], device="cpu")
 
 
 # --------------------------------------------------------------------------------------- summary and plot
@@ -187,7 +188,7 @@ def hand_made():
 
 
 def test_summary_checks_the_goals():
-    s = C.summarize(hand_made())
+    s = summary.summarize(hand_made())
     assert s["reference"]["excess"] == pytest.approx(1.0) and s["reference"]["nfe"] == 1000
     assert s["ratio"] == {10: pytest.approx(1.2), 20: pytest.approx(1.15)}
     assert s["checks"] == {"nfe10_within_1.3x_of_reference": True, "nfe20_within_1.1x_of_reference": False,
@@ -198,8 +199,8 @@ def test_summary_checks_the_goals():
     # a difference within 1 % of diffusers' excess is a tie (round-off between the same method in both libraries)
     res = hand_made()
     res["rows"][-1]["fd"] = 1.2 + 0.05 / 1.01  # diffusers' excess 1.1495: diffbook's 1.15 is 0.04 % above it
-    assert C.summarize(res)["checks"]["diffbook_le_diffusers_at_nfe20"] is True
-    assert C.summarize(res, tie_rtol=0.0)["checks"]["diffbook_le_diffusers_at_nfe20"] is False
+    assert summary.summarize(res)["checks"]["diffbook_le_diffusers_at_nfe20"] is True
+    assert summary.summarize(res, tie_rtol=0.0)["checks"]["diffbook_le_diffusers_at_nfe20"] is False
     assert s["best"]["diffbook"][20]["sampler"] == "heun"  # best with at most 20 NFE (the guided row is out)
     assert s["best"]["diffusers"][1000]["excess"] == pytest.approx(1.1)
     assert s["excess_by_line"]["diffbook dpmpp_2m karras"] == {10: pytest.approx(1.2)}
@@ -208,11 +209,11 @@ def test_summary_checks_the_goals():
 def test_summary_is_none_where_rows_are_missing():
     res = hand_made()
     res["rows"] = [r for r in res["rows"] if r["library"] == "diffbook" and r["nfe"] != 1000]
-    s = C.summarize(res)
+    s = summary.summarize(res)
     assert s["reference"] is None and s["ratio"] == {10: None, 20: None}
     assert set(s["checks"].values()) == {None} and s["all_pass"] is None
     assert s["best"]["diffusers"][10] is None and s["best"]["diffbook"][10]["sampler"] == "dpmpp_2m"
-    assert C.summarize({"rows": []})["all_pass"] is None
+    assert summary.summarize({"rows": []})["all_pass"] is None
 
 
 def test_plot_fd_vs_nfe():
@@ -222,7 +223,7 @@ def test_plot_fd_vs_nfe():
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
-    assert C.plot_fd_vs_nfe(hand_made(), ax) is ax
+    assert summary.plot_fd_vs_nfe(hand_made(), ax) is ax
     assert ax.get_xscale() == "log"
     labels = [line.get_label() for line in ax.get_lines()]
     assert "diffbook dpmpp_2m karras" in labels and "diffusers DPMSolverMultistepScheduler karras" in labels
@@ -238,11 +239,11 @@ def test_cli_compare_smoke_passes_the_smoke_grid(tmp_path, monkeypatch):
         calls.append((out, kwargs))
         return {"summary": {"checks": {}}}
 
-    monkeypatch.setattr(C, "run_comparison", fake_run)
+    monkeypatch.setattr(compare, "run_comparison", fake_run)
     assert main(["compare", "--smoke", "--out", str(tmp_path / "r.json")]) == 0
     (out, kw), = calls
-    assert out == str(tmp_path / "r.json") and kw["n"] == C.SMOKE_N and kw["nfe_grid"] == (1, 2)
-    assert kw["specs"] == C.grid_specs(C.SMOKE_LINES, (1, 2))
+    assert out == str(tmp_path / "r.json") and kw["n"] == sp.SMOKE_N and kw["nfe_grid"] == (1, 2)
+    assert kw["specs"] == sp.grid_specs(sp.SMOKE_LINES, (1, 2))
     assert {s["library"] for s in kw["specs"]} == {"diffbook", "diffusers"}
     assert kw["command"].startswith("python -m diffbook compare --smoke")
     main(["compare", "--n", "500", "--nfe", "10", "20", "--deadline-s", "60", "--out", str(tmp_path / "g.json")])
@@ -255,6 +256,6 @@ def test_device_script_grid_matches_its_budget():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     specs = mod.device_specs()
-    assert len(specs) == 117 and C.image_nfes(specs, 1) == 4598  # the numbers its docstring plans with
-    assert sum(C._is_reference(s, 1000) for s in specs) == 1
-    assert C.image_nfes(specs, 2000) * 0.035e-3 < 330  # seconds of H100 sampling at the release throughput
+    assert len(specs) == 117 and sp.image_nfes(specs, 1) == 4598  # the numbers its docstring plans with
+    assert sum(sp.is_reference(s, 1000) for s in specs) == 1
+    assert sp.image_nfes(specs, 2000) * 0.035e-3 < 330  # seconds of H100 sampling at the release throughput

@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from diffbook import fashion
-from diffbook.data2d import Mixture2D, grid25, grid25_mixture, moons, ring8, ring8_mixture, swiss_roll
+from diffbook.data import fashion
+from diffbook.data.toy2d import Mixture2D, grid25, grid25_mixture, moons, ring8, ring8_mixture, swiss_roll
 
 
 DEBIAN = fashion.DEBIAN_DIR  # the real folder (some tests monkeypatch the module's)

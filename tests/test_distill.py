@@ -13,12 +13,14 @@ from safetensors.torch import load_file
 
 from diffbook import zoo
 from diffbook.denoisers import from_diffusers_unet, from_eps_model, gaussian_denoiser
-from diffbook.distill import (distillation_loss, distillation_target, from_v_model, load_student, round_plan,
-                              round_sigmas, sampling_sigmas, teacher_two_steps, truncated_snr_weight)
-from diffbook.distill_training import _check_teacher, _steps_per_round, _teacher_denoiser
+from diffbook.distill import (distillation_loss, distillation_target, from_v_model, round_plan, round_sigmas,
+                              teacher_two_steps, truncated_snr_weight)
 from diffbook.samplers import sample_ddim
 from diffbook.schedules import betas_to_alpha_bar, ddpm_sigmas, linear_betas
-from diffbook.training import train
+from diffbook.train.distill import _check_teacher, _steps_per_round, _teacher_denoiser
+from diffbook.train.loop import train
+from diffbook.zoo import load_student
+from diffbook.zoo.model import student_sigmas
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -164,7 +166,7 @@ def test_bad_inputs_name_the_problem_and_the_fix():
     with pytest.raises(ValueError, match="eps-prediction DDPM"):
         _check_teacher(dict(parameterisation="score", arch="ncsn-unet"), "fmnist-ncsn")
     with pytest.raises(ValueError, match="no sampling_sigmas"):
-        sampling_sigmas({"name": "fmnist-ddpm"})
+        student_sigmas({"name": "fmnist-ddpm"})
 
 
 # ----------------------------------------------------------------------------------------------- the command
@@ -180,7 +182,7 @@ def smoke_run(tmp_path_factory):
 def _train_in_subprocess(out, **kw):
     """Each run in its own process with one thread, so floating-point reductions match between runs."""
     args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-    code = f"from diffbook.training import train; train('fmnist-fast', 'smoke', {str(out)!r}, {args})"
+    code = f"from diffbook.train.loop import train; train('fmnist-fast', 'smoke', {str(out)!r}, {args})"
     return subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600)
 
 
@@ -197,19 +199,22 @@ def test_smoke_run_writes_every_round_student_and_each_samples(smoke_run):
     assert [rec["round"] for rec in log] == [1, 2, 3] and log[-1]["step"] == 9
     labels = torch.tensor([0, 7, 10])  # two classes and the null class (unconditional)
     for n in (1, 2, 4):
-        net, rcard = zoo.load(card["round_models"][str(n)], root=smoke_run)
+        model = zoo.load(card["round_models"][str(n)], root=smoke_run)
+        rcard = model.card
         assert rcard["sampling_steps"] == n
-        sigmas = sampling_sigmas(card, n)
-        assert torch.equal(sigmas, sampling_sigmas(rcard))
+        sigmas = student_sigmas(card, n)
+        assert torch.equal(sigmas, student_sigmas(rcard))
         assert torch.equal(sigmas, ddpm_sigmas(ALPHA_BAR, n, "trailing"))
-        den, lo, hi, prior = zoo.as_denoiser(net, rcard)
+        den, hi, prior = model.denoiser, model.sigma_max, model.prior_std
         assert hi == sigmas[0].item()
         x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(n)) * prior
         calls = []
         img = sample_ddim(den, x, sigmas.float(), cond={"class_labels": labels}, callback=calls.append)
         assert img.shape == x.shape and torch.isfinite(img).all() and len(calls) == n
-        _, sigmas2, prior2, _ = load_student(n, root=smoke_run)
-        assert torch.equal(sigmas2, sigmas) and prior2 == prior
+        student = load_student(n, root=smoke_run)
+        assert torch.equal(student.sigmas(), sigmas.to(student.sigmas().dtype)) and student.prior_std == prior
+        assert torch.equal(student.sample(3, labels=labels, seed=n, noise=None), student.sample(3, labels=labels,
+                                                                                              seed=n))
     with pytest.raises(ValueError, match="not 8; add 8 to keep_rounds"):
         load_student(8, root=smoke_run)
 

@@ -11,7 +11,7 @@ from diffusers import DDIMScheduler
 
 from diffbook import zoo
 from diffbook.denoisers import from_score_model
-from diffbook.export import ClassConditionalDDPMPipeline, NCSNPipeline, to_diffusers
+from diffbook.zoo.export import ClassConditionalDDPMPipeline, NCSNPipeline, to_diffusers
 from diffbook.samplers import sample_ddim, sample_euler_maruyama, sample_pc
 from diffbook.schedules import append_zero, t_to_sigma, ve_geometric_sigmas
 
@@ -27,7 +27,7 @@ def test_exported_pipeline_matches_diffbook_ddim(tmp_path, monkeypatch):
     noise = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     theirs = pipe(labels, num_inference_steps=5, latents=noise, output_type="pt").images
 
-    denoiser, card, _, _, _ = zoo.load_denoiser("fmnist-ddpm")
+    denoiser = zoo.load("fmnist-ddpm").denoiser
     alpha_bar = denoiser.alpha_bar
     pipe.scheduler.set_timesteps(5)
     sigmas = append_zero(t_to_sigma(pipe.scheduler.timesteps, alpha_bar)).float()
@@ -52,7 +52,7 @@ def test_exported_ncsn_restores_the_scalings_and_the_score(tmp_path, monkeypatch
     output scaling all differ, both against the network (s) and through diffbook's denoiser D = x + sigma^2 s.
     """
     pipe = _exported_ncsn(tmp_path, monkeypatch)
-    net, card = zoo.load("fmnist-ncsn")
+    net, card = zoo.load_network("fmnist-ncsn")
     cfg = card["config"]
     assert (pipe.config.sigma_min, pipe.config.sigma_max) == (cfg["sigma_min"], cfg["sigma_max"])
     assert pipe.config.sigma_data == net.sigma_data
@@ -92,7 +92,8 @@ def test_exported_ncsn_samples_like_diffbook(tmp_path, monkeypatch, correct_step
     theirs = pipe(batch_size=2, num_inference_steps=n, correct_steps=correct_steps,
                   generator=torch.Generator().manual_seed(0), output_type="latent").images
 
-    denoiser, _, sigma_min, sigma_max, _ = zoo.load_denoiser("fmnist-ncsn")
+    ncsn = zoo.load("fmnist-ncsn")
+    denoiser, sigma_min, sigma_max = ncsn.denoiser, ncsn.sigma_min, ncsn.sigma_max
     sigmas = append_zero(torch.tensor([pipe.sigma_at(t) for t in pipe.scheduler.timesteps], dtype=torch.float64))
     torch.testing.assert_close(sigmas[:-1], ve_geometric_sigmas(sigma_min, sigma_max, n), rtol=1e-6, atol=0)
 
@@ -124,6 +125,6 @@ def test_exported_ncsn_draws_images(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["fmnist-gan", "fmnist-clf"])
 def test_to_diffusers_refuses_models_that_are_not_diffusion_models(tmp_path, name):
     """Only diffusion models export; the error names the ones that do and how to use this one instead."""
-    with pytest.raises(zoo.ZooError, match=rf"(?s)'{name}'.*fmnist-ddpm.*fmnist-ncsn.*zoo\.load\('{name}'\)"):
+    with pytest.raises(zoo.ZooError, match=rf"(?s)'{name}'.*fmnist-ddpm.*fmnist-ncsn.*diffbook\.load\('{name}'\)"):
         to_diffusers(name, tmp_path / name)
     assert not (tmp_path / name).exists()

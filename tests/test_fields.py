@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from diffbook.denoisers import gaussian_denoiser, gmm_denoiser, gmm_log_prob  # noqa: E402
-from diffbook.fields import (  # noqa: E402
+from diffbook.show.fields import (  # noqa: E402
     denoiser_score,
     field_cosine,
     grid2d,

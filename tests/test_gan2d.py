@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from diffbook import gan, gan2d
+from diffbook.nets import gan, gan2d
+from diffbook.train.fit import fit_gan
 
 
 
@@ -58,14 +59,14 @@ def test_losses_start_at_the_value_of_an_undecided_discriminator():
     with torch.no_grad():
         D.net[-1].weight.zero_()
         D.net[-1].bias.zero_()
-    _, hist = gan2d.fit_gan(G, D, gaussian_data([0.0, 0.0], 1.0), steps=1, batch=512, seed=0)
+    _, hist = fit_gan(G, D, gaussian_data([0.0, 0.0], 1.0), steps=1, batch=512, seed=0)
     assert hist["loss_d"][0] == pytest.approx(math.log(4), abs=1e-6)
     assert hist["loss_g"][0] == pytest.approx(math.log(2), abs=0.02)
 
 
 def test_history_has_one_finite_entry_per_step():
     G, D = small_gan()
-    G_out, hist = gan2d.fit_gan(G, D, gaussian_data([1.0, 0.0], 0.5), steps=25, batch=64, seed=0)
+    G_out, hist = fit_gan(G, D, gaussian_data([1.0, 0.0], 0.5), steps=25, batch=64, seed=0)
     assert G_out is G and not G.training and not D.training
     assert set(hist) == {"loss_d", "loss_g"}
     assert len(hist["loss_d"]) == len(hist["loss_g"]) == 25
@@ -79,9 +80,9 @@ def test_callback_sees_every_step_without_changing_the_run():
         seen.append((step, G.sample(5, gen(1))))
 
     G, D = small_gan()
-    _, with_cb = gan2d.fit_gan(G, D, gaussian_data([0.0, 1.0], 0.5), steps=6, batch=32, seed=2, callback=snapshot)
+    _, with_cb = fit_gan(G, D, gaussian_data([0.0, 1.0], 0.5), steps=6, batch=32, seed=2, callback=snapshot)
     G2, D2 = small_gan()
-    _, without = gan2d.fit_gan(G2, D2, gaussian_data([0.0, 1.0], 0.5), steps=6, batch=32, seed=2)
+    _, without = fit_gan(G2, D2, gaussian_data([0.0, 1.0], 0.5), steps=6, batch=32, seed=2)
     assert [s for s, _ in seen] == [1, 2, 3, 4, 5, 6]
     assert not torch.equal(seen[0][1], seen[-1][1])  # the generator changes between steps
     assert with_cb == without
@@ -91,7 +92,7 @@ def test_training_is_seeded_and_the_seed_matters():
     runs = []
     for data_seed in (0, 0, 1):
         G, D = small_gan(seed=0)
-        _, hist = gan2d.fit_gan(G, D, gaussian_data([2.0, -1.0], 0.3), steps=40, batch=64, seed=data_seed)
+        _, hist = fit_gan(G, D, gaussian_data([2.0, -1.0], 0.3), steps=40, batch=64, seed=data_seed)
         runs.append((hist, torch.cat([p.detach().flatten() for p in G.parameters()])))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
     assert runs[0][0]["loss_d"] != runs[2][0]["loss_d"] and not torch.equal(runs[0][1], runs[2][1])
@@ -103,7 +104,7 @@ def test_gan_moves_its_samples_to_a_single_gaussian():
     target = torch.tensor([3.0, -2.0])
     G, D = small_gan(seed=0, hidden=64)
     before = G.sample(2000, gen(9)).mean(0)
-    G, hist = gan2d.fit_gan(G, D, gaussian_data(target.tolist(), 0.5), steps=400, batch=128, lr=2e-3, seed=0)
+    G, hist = fit_gan(G, D, gaussian_data(target.tolist(), 0.5), steps=400, batch=128, lr=2e-3, seed=0)
     x = G.sample(2000, gen(9))
     err_before, err_after = (before - target).norm().item(), (x.mean(0) - target).norm().item()
     assert err_before > 3.0
@@ -116,7 +117,7 @@ def test_fit_gan_uses_the_non_saturating_losses_of_diffbook_gan():
     G, D = small_gan(seed=1)
     G2, D2 = small_gan(seed=1)
     sample = gaussian_data([0.5, 0.5], 0.2)
-    _, hist = gan2d.fit_gan(G, D, sample, steps=1, batch=32, seed=5)
+    _, hist = fit_gan(G, D, sample, steps=1, batch=32, seed=5)
     g = gen(5)
     x_real = sample(32, g)
     fake = G2(torch.randn(32, G2.nz, generator=g))
@@ -171,20 +172,20 @@ def test_bad_network_inputs():
 def test_bad_training_arguments(kwargs, err, match):
     G, D = small_gan()
     with pytest.raises(err, match=match):
-        gan2d.fit_gan(G, D, gaussian_data([0.0, 0.0], 1.0), **kwargs)
+        fit_gan(G, D, gaussian_data([0.0, 0.0], 1.0), **kwargs)
 
 
 def test_bad_models_and_data():
     G, D = small_gan()
     with pytest.raises(TypeError, match="nn.Module"):
-        gan2d.fit_gan(lambda z: z, D, gaussian_data([0.0, 0.0], 1.0))
+        fit_gan(lambda z: z, D, gaussian_data([0.0, 0.0], 1.0))
     with pytest.raises(TypeError, match="callable"):
-        gan2d.fit_gan(G, D, torch.zeros(10, 2))
+        fit_gan(G, D, torch.zeros(10, 2))
     with pytest.raises(TypeError, match="callback"):
-        gan2d.fit_gan(G, D, gaussian_data([0.0, 0.0], 1.0), callback=3)
+        fit_gan(G, D, gaussian_data([0.0, 0.0], 1.0), callback=3)
     with pytest.raises(ValueError, match=r"\[batch, dim\]"):
-        gan2d.fit_gan(G, D, lambda n, g: torch.zeros(n, 3), steps=2)
+        fit_gan(G, D, lambda n, g: torch.zeros(n, 3), steps=2)
     with pytest.raises(ValueError, match=r"\[batch, dim\]"):
-        gan2d.fit_gan(G, D, lambda n, g: [[0.0, 0.0]] * n, steps=2)
+        fit_gan(G, D, lambda n, g: [[0.0, 0.0]] * n, steps=2)
     with pytest.raises(ValueError, match="NaN"):
-        gan2d.fit_gan(G, D, lambda n, g: torch.full((n, 2), float("nan")), steps=2)
+        fit_gan(G, D, lambda n, g: torch.full((n, 2), float("nan")), steps=2)

@@ -21,7 +21,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffbook import denoisers, ink, samplers, viz  # noqa: E402
+from diffbook import denoisers, samplers  # noqa: E402
+from diffbook.data import ink  # noqa: E402
+from diffbook.show import plots as viz  # noqa: E402
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -7,9 +7,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from diffbook import metrics
-from diffbook.data2d import grid25_mixture, ring8_mixture
-from diffbook.metrics import (
+from diffbook.data.toy2d import grid25_mixture, ring8_mixture
+from diffbook.eval import metrics
+from diffbook.eval.metrics import (
     density_coverage,
     feature_stats,
     frechet_distance,

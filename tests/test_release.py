@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from diffbook.release import SMOKE_SPECS, run_zoo
+from diffbook.eval.release import SMOKE_SPECS, run_zoo
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from diffbook import results, zoo
+from diffbook import zoo
+from diffbook.zoo import results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def test_release_results_load_with_provenance():
     assert {"fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"} <= models
     # the shipped weights are the ones the results measured: same training steps in the cards and the results
     for m in ("fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"):
-        assert zoo.load_state(m)[1]["steps"] == release["models"][m]["steps"]
+        assert zoo.registry.load_state(m)[1]["steps"] == release["models"][m]["steps"]
 
 
 def test_training_logs_load():
@@ -47,8 +48,8 @@ def test_wheel_ships_weights_and_results(tmp_path):
                     "-w", str(tmp_path), str(src)], check=True, timeout=300, capture_output=True)
     (wheel,) = tmp_path.glob("diffbook-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "diffbook/results/zoo-release.json" in names
-    assert "diffbook/results/logs/fmnist-ddpm.log.jsonl" in names
+    assert "diffbook/zoo/results/zoo-release.json" in names
+    assert "diffbook/zoo/results/logs/fmnist-ddpm.log.jsonl" in names
     for m in ("fmnist-clf", "fmnist-ddpm", "fmnist-ncsn", "fmnist-gan"):
-        assert f"diffbook/weights/{m}.safetensors" in names and f"diffbook/weights/{m}.json" in names
-    assert "diffbook/weights/registry.json" in names
+        assert f"diffbook/zoo/weights/{m}.safetensors" in names and f"diffbook/zoo/weights/{m}.json" in names
+    assert "diffbook/zoo/weights/registry.json" in names

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from diffbook import zoo
-from diffbook.configs import get_config
-from diffbook.training import train
+from diffbook.train.loop import train
+from diffbook.train.recipes import get_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -23,21 +23,23 @@ def test_smoke_config_trains_and_loads(model, tmp_path):
     card = train(model, "smoke", tmp_path, fresh=True)
     assert card["steps"] == get_config(model, "smoke")["steps"]
     assert card["gpu_trained"] is False and card["device"].startswith("cpu")
-    net, card2 = zoo.load(model, root=tmp_path)
+    loaded = zoo.load(model, root=tmp_path)
+    card2 = loaded.card
     assert card2["command"] == f"python -m diffbook train {model} --config smoke"
     assert not (tmp_path / "checkpoint.pt").exists()  # removed once the weights are written
     log = [json.loads(line) for line in (tmp_path / f"{model}.log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == card["steps"] and all(k in log[-1] for k in ("lr", "img_s"))
     if model != "fmnist-gan":
-        den, lo, hi, prior = zoo.as_denoiser(net, card2)
-        x = torch.randn(2, 1, 32, 32) * prior
-        assert den(x, torch.full((2,), hi), **({"class_labels": torch.tensor([0, 10])} if "null_class" in card2 else {})).shape == x.shape
+        x = torch.randn(2, 1, 32, 32) * loaded.prior_std
+        cond = {"class_labels": torch.tensor([0, 10])} if "null_class" in card2 else {}
+        assert loaded.denoiser(x, torch.full((2,), loaded.sigma_max), **cond).shape == x.shape
+    assert loaded.sample(2, **({} if model == "fmnist-gan" else {"steps": 2})).shape == (2, 1, 32, 32)
 
 
 def _train_in_subprocess(model, out, **kw):
     """Each run in its own process with the same thread settings, so floating-point reductions match."""
     args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-    code = f"from diffbook.training import train; train({model!r}, 'smoke', {str(out)!r}, {args})"
+    code = f"from diffbook.train.loop import train; train({model!r}, 'smoke', {str(out)!r}, {args})"
     return subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600)
 
 
@@ -68,7 +70,7 @@ def test_two_process_cpu_ddp(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     card = json.loads((tmp_path / "fmnist-ddpm.json").read_text())
     assert card["n_processes"] == 2 and card["steps"] == 6
-    zoo.load("fmnist-ddpm", root=tmp_path)
+    zoo.load_network("fmnist-ddpm", root=tmp_path)
 
 
 def test_bad_model_and_config_names():
@@ -81,7 +83,7 @@ def test_bad_model_and_config_names():
 def test_failed_compile_falls_back_to_the_same_eager_run(tmp_path, monkeypatch):
     """With ``compile`` on and a compiler that fails, training goes on eagerly, the card says why, and the weights
     are those of a run without compile: the compile attempt draws no batch or noise from the training RNG."""
-    from diffbook import configs
+    from diffbook.train import recipes as configs
 
     eager = train("fmnist-ddpm", "smoke", tmp_path / "eager", fresh=True)
     assert eager["compiled"] is False and "compile_error" not in eager
@@ -99,10 +101,10 @@ def test_failed_compile_falls_back_to_the_same_eager_run(tmp_path, monkeypatch):
 
 
 def test_cli_overrides_config_entries(tmp_path):
-    from diffbook.__main__ import main
+    from diffbook.cli import main
 
     assert main(["train", "fmnist-gan", "--config", "smoke", "--out", str(tmp_path), "--set", "steps=3"]) == 0
-    assert zoo.load_state("fmnist-gan", root=tmp_path)[1]["steps"] == 3
+    assert zoo.registry.load_state("fmnist-gan", root=tmp_path)[1]["steps"] == 3
     with pytest.raises(ValueError, match="not keys of the smoke config of fmnist-gan"):
         main(["train", "fmnist-gan", "--config", "smoke", "--out", str(tmp_path), "--set", "stepz=3"])
     with pytest.raises(SystemExit, match="KEY=VALUE"):

@@ -31,7 +31,7 @@ SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[Healt
                     derandomize=True)
 NAN, INF = float("nan"), float("inf")
 
-from diffbook.evaluate import SAMPLERS  # noqa: E402  (every sampler, by name)
+from diffbook.samplers import SAMPLERS  # noqa: E402  (every sampler, by name)
 
 D_GAUSS = gaussian_denoiser(1.0)
 GOOD_X = torch.randn(3, 2)

@@ -31,7 +31,7 @@ def test_vp_score_of_the_gaussian_denoiser_is_the_exact_vp_score():
 
 def test_fmnist_ddpm_through_the_vp_view_matches_its_eps_prediction():
     """At t on the training grid, the VP score equals -eps_hat / sqrt(1 - alpha_bar) of the same network."""
-    den, card, *_ = zoo.load_denoiser("fmnist-ddpm")
+    den = zoo.load("fmnist-ddpm").denoiser
     sde = VPSDE(0.1, 20.0)
     g = torch.Generator().manual_seed(1)
     x_t = torch.randn(2, 1, 32, 32, generator=g)

@@ -1,0 +1,2 @@
+"""Showing results in the chapters: image grids and plots (:mod:`~diffbook.show.plots`), score fields
+(:mod:`~diffbook.show.fields`) and the image-model explorer (:mod:`~diffbook.show.explore`)."""
