@@ -43,9 +43,3 @@ def toc_docnames(root: Path = ROOT) -> list[str]:
 def chapter_notebooks(root: Path = ROOT) -> list[Path]:
     """Return the chapter notebooks book/*.ipynb, sorted by name."""
     return sorted((root / "book").glob("*.ipynb"))
-
-
-def pytest_collection_modifyitems(config, items):
-    """Run the slow site test first, so that under xdist one worker builds the site from the start
-    while the other runs the unit tests and the chapters (nbval)."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("site") else 1)

@@ -1,8 +1,12 @@
-"""Build the book from clean and check every page of the static site in a real browser (Chromium).
+"""Build the book and check every page of the static site in a real browser (Chromium).
 
-The build runs `jupyter-book build <repo> -W --keep-going` into a fresh temporary folder, so it executes
-every chapter and turns every Sphinx warning into a failure. The built site is then served on 127.0.0.1
-and each page listed in _toc.yml is opened in headless Chromium. A page passes when:
+The build runs `jupyter-book build <repo> -W --keep-going` into a fresh temporary folder, so every Sphinx warning
+is a failure. Each chapter runs once per test session: when nbval has executed the chapters in the same session
+(the README's test command), the build takes their outputs from myst-nb's cache (`execute_notebooks: cache`,
+filled from the notebooks the root conftest.py writes) instead of executing them again; a chapter nbval did not run,
+or that failed, is executed by the build. Run alone (`pytest tests/test_site.py`), the build executes everything.
+The built site is then served on 127.0.0.1 and each page listed in _toc.yml is opened in headless Chromium.
+A page passes when:
   - no request to the local server fails (no 404, no aborted request);
   - the page asks for no script from another host (the site must work offline);
   - the console shows no error and no script throws;
@@ -12,9 +16,9 @@ and each page listed in _toc.yml is opened in headless Chromium. A page passes w
   - every saved ipywidgets view has rendered, and every slider among them moves when dragged.
 A full-page screenshot of each page is saved in _build/screens/ for a person to look at.
 
-The build executes all chapters, so it is slow: it runs once per session (module fixture), marked `site`
-(deselect with `-m "not site"`). To check an already built site while working on this file, set
-DIFFBOOK_SITE_HTML=_build/html (skips the build; never set in CI).
+The build is slow: it runs once per session (module fixture), marked `site` (deselect with `-m "not site"`).
+To check an already built site while working on this file, set DIFFBOOK_SITE_HTML=_build/html (skips the build;
+never set in CI).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from conftest import ROOT, toc_docnames
 
@@ -68,10 +73,57 @@ def _jupyter_book() -> str:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _build_site(out: Path) -> tuple[Path, str]:
-    """Build the book into `out` with -W. Return (html folder, "" or a report of what went wrong)."""
+def _executed_chapters(request, timeout_s: float = 2400) -> Path | None:
+    """The folder of the chapters nbval executed in this session (after waiting for those still running), or None
+    when this session runs no chapter under nbval."""
+    root_conftest = sys.modules.get("diffbook_root_conftest") or _root_conftest()
+    chapters = sorted({Path(str(i.parent.path)).stem for i in request.session.items if root_conftest.is_nbval_cell(i)})
+    if not chapters:
+        return None
+    folder = root_conftest.executed_dir(request.config)
+    deadline, start = time.monotonic() + timeout_s, time.monotonic()
+    while True:
+        pending = [c for c in chapters if not any((folder / f"{c}{ext}").exists() for ext in (".ipynb", ".failed"))]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    print(f"waited {time.monotonic() - start:.0f} s for nbval's chapters; not executed by nbval: {pending}",
+          file=sys.stderr)
+    return folder
+
+
+def _root_conftest():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("diffbook_root_conftest", ROOT / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules["diffbook_root_conftest"] = mod
+    return mod
+
+
+def _cached_config(out: Path, executed: Path) -> Path:
+    """A copy of _config.yml that takes outputs from a jupyter-cache filled with the executed chapters."""
+    from jupyter_cache import get_cache
+
+    cache_dir = out / "jupyter_cache"
+    cache = get_cache(cache_dir)
+    for nb in sorted(executed.glob("*.ipynb")):
+        cache.cache_notebook_file(str(nb), uri=str(ROOT / "book" / nb.name), check_validity=False, overwrite=True)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config["execute"].update(execute_notebooks="cache", cache=str(cache_dir))
+    path = out / "_config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _build_site(out: Path, executed: Path | None = None) -> tuple[Path, str]:
+    """Build the book into `out` with -W (from the executed chapters in `executed`, if given).
+    Return (html folder, "" or a report of what went wrong)."""
     log_path = out / "build.log"
     cmd = [_jupyter_book(), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"]
+    if executed is not None:
+        cmd += ["--config", str(_cached_config(out, executed))]
     env = dict(os.environ, NO_COLOR="1")
     start = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -95,12 +147,12 @@ def _build_site(out: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def site_build(tmp_path_factory) -> tuple[Path, str]:
+def site_build(tmp_path_factory, request) -> tuple[Path, str]:
     existing = os.environ.get("DIFFBOOK_SITE_HTML")
     if existing:
         html = (ROOT / existing).resolve()
         return html, "" if (html / "index.html").exists() else f"DIFFBOOK_SITE_HTML={existing}: no index.html"
-    return _build_site(tmp_path_factory.mktemp("site"))
+    return _build_site(tmp_path_factory.mktemp("site"), _executed_chapters(request))
 
 
 @pytest.fixture(scope="module")

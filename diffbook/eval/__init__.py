@@ -8,3 +8,7 @@ release run that trains and measures the shipped zoo.
   compare``) and its goal checks;
 - :mod:`~diffbook.eval.release`: ``python -m diffbook zoo``, train and measure every model in one run.
 """
+
+from . import compare, measure, metrics, release, specs, summary
+
+__all__ = ["compare", "measure", "metrics", "release", "specs", "summary"]

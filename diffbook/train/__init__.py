@@ -9,3 +9,8 @@
 - :mod:`~diffbook.train.classifier`: the feature classifier's training command;
 - :mod:`~diffbook.train.fit`: ``fit`` and ``fit_gan`` for the 2D models trained live in the chapters.
 """
+
+from . import checkpoint, classifier, diffusion, distill, fit, gan, loop, objective, provenance, recipes, steps
+
+__all__ = ["checkpoint", "classifier", "diffusion", "distill", "fit", "gan", "loop", "objective", "provenance",
+           "recipes", "steps"]

@@ -325,8 +325,9 @@ class GeneratorModel(_Model):
 
     @torch.no_grad()
     def sample(self, n: int = 16, *, generator: torch.Generator | None = None, seed: int | None = None,
-               batch: int = 2500, labels=None, **unused) -> torch.Tensor:
-        """Draw ``n`` images [n, 1, 32, 32] in [-1, 1] from z ~ N(0, I) (``generator`` or ``seed``, default 0)."""
+               batch: int = 2500, labels=None, progress: bool | None = None, **unused) -> torch.Tensor:
+        """Draw ``n`` images [n, 1, 32, 32] in [-1, 1] from z ~ N(0, I) (``generator`` or ``seed``, default 0);
+        one network pass per batch, so there is no progress to show."""
         if labels is not None:
             raise ValueError(f"{self.name} is not class-conditional; drop labels=.")
         if unused:
