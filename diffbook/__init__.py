@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: The modules and subpackages ``import diffbook`` gives access to (imported on first use, so the import is fast).
 SUBMODULES = ("checks", "schedules", "forward", "sde", "losses", "denoisers", "samplers", "guidance", "likelihood",

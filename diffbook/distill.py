@@ -132,7 +132,7 @@ def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, sigma, sigma_next) -> torch
 def teacher_two_steps(teacher, x: torch.Tensor, sigma, sigma_mid, sigma_next, **cond) -> torch.Tensor:
     """The teacher's two DDIM steps sigma -> sigma_mid -> sigma_next from x (step 2 of Salimans & Ho 2022, Alg. 2).
 
-    ``teacher`` is a denoiser D(x, sigma, **cond) -> x0_hat; the levels are numbers or [B] tensors with
+    ``teacher`` is a denoiser ``D(x, sigma, **cond) -> x0_hat``; the levels are numbers or [B] tensors with
     sigma > sigma_mid > sigma_next >= 0. Eq. (ddim-update) with eta = 0, twice.
     """
     sigma, sigma_mid = _as_level("sigma", sigma, x), _as_level("sigma_mid", sigma_mid, x)
@@ -183,7 +183,7 @@ def distillation_loss(student, teacher, x0: torch.Tensor, teacher_sigmas: torch.
     """One batch of progressive distillation (Salimans & Ho 2022, Algorithm 2): the weighted MSE to the target,
     Eq. (distill-loss).
 
-    ``student`` and ``teacher`` are denoisers D(x, sigma, **cond) -> x0_hat; ``teacher_sigmas`` is the teacher's grid
+    ``student`` and ``teacher`` are denoisers ``D(x, sigma, **cond) -> x0_hat``; ``teacher_sigmas`` is the teacher's grid
     (2N + 1 decreasing levels ending in 0, :func:`round_sigmas`). Each sample draws a student step i uniformly from
     0..N-1 and noise eps; with sigma = sigma_2i, x = x0 + sigma eps (Eq. (ve-coordinates)), x_teacher the teacher's
     two DDIM steps to sigma_2i+2 (:func:`teacher_two_steps`, no gradient) and x0_tilde its

@@ -67,7 +67,7 @@ def pf_ode_log_likelihood(denoiser: Callable, x0: torch.Tensor, sigma_max: float
     ``x0`` is treated as observed at noise level ``sigma_min``, so the result is the log density of the data
     convolved with N(0, sigma_min^2 I), log p_{sigma_min}(x0); it tends to log p_data(x0) as sigma_min -> 0 for a
     smooth density. The prior N(0, prior_std^2 I) stands in for p_{sigma_max}; its error is of order
-    |mean of the data| / sigma_max nats, so take sigma_max large next to the data (or centre them).
+    ``|mean of the data| / sigma_max`` nats, so take sigma_max large next to the data (or centre them).
     ``prior_std`` defaults to ``sigma_max`` (a VE model; sqrt(sigma_max^2 + data variance) is a little better);
     for a VP/DDPM model use ``schedules.vp_prior_std(sigma_max)``. The trace is exact (one backward pass per
     dimension) when ``exact_trace`` is True or, by default, when a sample has at most 16 entries; otherwise it is

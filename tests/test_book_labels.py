@@ -14,7 +14,7 @@ DEFINE = [re.compile(r"\$\$\s*\(([a-z][a-z0-9-]*)\)"), re.compile(r"```\{math\}[
 
 def cited_labels() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for py in sorted((ROOT / "diffbook").glob("*.py")):
+    for py in sorted((ROOT / "diffbook").rglob("*.py")):
         for m in CITE.finditer(py.read_text()):
             for label in [m.group(1), *MORE.findall(m.group(2))]:
                 out.setdefault(label, set()).add(py.name)

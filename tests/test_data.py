@@ -1,6 +1,7 @@
 """Tests of diffbook.data2d (toy 2D sets) and diffbook.fashion (Fashion-MNIST loader)."""
 
 import gzip
+import importlib.machinery
 import hashlib
 import math
 import shutil
@@ -146,6 +147,8 @@ def nowhere(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion, "DEBIAN_DIR", tmp_path / "no-debian")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("DIFFBOOK_DATA", raising=False)
+    monkeypatch.delenv("DIFFBOOK_DATA_URL", raising=False)
+    monkeypatch.setenv("DIFFBOOK_DOWNLOAD", "0")
     return tmp_path
 
 
@@ -195,6 +198,34 @@ def test_download_fetches_verifies_and_caches(nowhere, monkeypatch):
         fashion.load_fashion_mnist("train", download=True)
     assert not list(cache.glob("train-*"))
     assert not list(cache.glob("*.part"))
+
+
+def test_one_function_decides_whether_a_missing_split_is_downloaded(nowhere, monkeypatch):
+    """Colab (google.colab importable) or $DIFFBOOK_DOWNLOAD=1: a call without download= fetches the split, from
+    $DIFFBOOK_DATA_URL when set; here (no Colab, no variable) it stays an error naming the fixes."""
+    import sys
+    import types
+
+    served = nowhere / "mirror"
+    served.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(DEBIAN / (name + ".gz"), served)
+    monkeypatch.setenv("DIFFBOOK_DATA_URL", served.as_uri())
+    monkeypatch.delenv("DIFFBOOK_DOWNLOAD")
+    assert fashion.base_url() == served.as_uri() + "/"
+    assert not fashion.downloads_allowed()
+    with pytest.raises(FileNotFoundError):
+        fashion.load_fashion_mnist("test")
+    google = types.ModuleType("google")
+    google.__path__ = []
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    sys.modules["google.colab"].__spec__ = importlib.machinery.ModuleSpec("google.colab", None)
+    assert fashion.downloads_allowed()
+    x, _ = fashion.load_fashion_mnist("test")
+    assert x.shape == (10000, 1, 32, 32)
+    monkeypatch.setenv("DIFFBOOK_DOWNLOAD", "0")  # the variable wins over the detection
+    assert not fashion.downloads_allowed()
 
 
 def test_fashion_bad_arguments():

@@ -13,7 +13,11 @@ A page passes when:
   - every <img> has loaded (naturalWidth > 0);
   - every formula was typeset by the vendored MathJax, without a TeX error;
   - every matplotlib `to_jshtml` animation steps to the next frame when "Next frame" is clicked;
-  - every saved ipywidgets view has rendered, and every slider among them moves when dragged.
+  - every saved ipywidgets view has rendered, and every slider among them moves when dragged;
+  - every control of every explorer (diffbook.show.explorer) changes the picture when moved;
+  - on a chapter page: no paragraph is a raw markdown table ("| a | b |"), every table has a caption, every image
+    sits in a numbered figure with a caption and has alt text, and no shown code cell, output or displayed
+    equation is wider than the text column at 1280 px.
 A full-page screenshot of each page is saved in _build/screens/ for a person to look at.
 
 The build is slow: it runs once per session (module fixture), marked `site` (deselect with `-m "not site"`).
@@ -112,6 +116,9 @@ def _cached_config(out: Path, executed: Path) -> Path:
         cache.cache_notebook_file(str(nb), uri=str(ROOT / "book" / nb.name), check_validity=False, overwrite=True)
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     config["execute"].update(execute_notebooks="cache", cache=str(cache_dir))
+    # jupyter-book resolves local extensions against the config file's folder: make them absolute
+    local = config["sphinx"].get("local_extensions") or {}
+    config["sphinx"]["local_extensions"] = {name: str((ROOT / path).resolve()) for name, path in local.items()}
     path = out / "_config.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
@@ -292,6 +299,86 @@ def _check_animations(page) -> list[str]:
     return problems
 
 
+_EXPLORERS_JS = """() => Array.from(document.querySelectorAll('div.diffbook-explorer')).map(ex => ({
+    id: ex.id, controls: Array.from(ex.querySelectorAll('[data-control]')).map(el => el.getAttribute('data-control'))
+}))"""
+
+
+def _check_explorers(page) -> list[str]:
+    """Move every control of every static explorer to another value: the picture must change each time."""
+    problems = []
+    for ex in page.evaluate(_EXPLORERS_JS):
+        root = page.locator(f"#{ex['id']}")
+        root.scroll_into_view_if_needed()
+        img = root.locator("img.explorer-frame")
+        if not ex["controls"]:
+            problems.append(f"explorer {ex['id']}: no controls")
+        for name in ex["controls"]:
+            before = img.get_attribute("src") or ""
+            control = root.locator(f'[data-control="{name}"]')
+            if control.evaluate("el => el.tagName") == "SELECT":
+                n = control.locator("option").count()
+                control.select_option(str(n - 1))
+            else:
+                control.fill(control.get_attribute("max"))
+            after = img.get_attribute("src") or ""
+            if not after.startswith("data:image/png") or after == before:
+                problems.append(f"explorer {ex['id']}: moving control {name!r} did not change the picture")
+    return problems
+
+
+_READER_JS = """() => {
+    const main = document.querySelector('main') || document.body;
+    const out = {rawTables: [], uncaptionedTables: [], images: [], wide: []};
+    main.querySelectorAll('p').forEach(p => {
+        const t = p.textContent.trim();
+        if (t.startsWith('| ') || t.includes('|---|') || t.includes('| --- |')) out.rawTables.push(t.slice(0, 80));
+    });
+    main.querySelectorAll('table').forEach(t => {
+        const cap = t.querySelector('caption');
+        if (!cap || !cap.textContent.trim()) out.uncaptionedTables.push(t.textContent.trim().slice(0, 60));
+    });
+    main.querySelectorAll('img').forEach(img => {
+        const fig = img.closest('figure');
+        const cap = fig && fig.querySelector('figcaption');
+        const numbered = cap && cap.querySelector('.caption-number');
+        const alt = (img.getAttribute('alt') || '').trim();
+        const src = img.getAttribute('src') || '';
+        if (!fig || !cap || !numbered || !alt || alt === src || alt.endsWith('.png') || alt.startsWith('<Figure size'))
+            out.images.push({src: (img.getAttribute('src') || '').slice(0, 60), figure: !!fig, caption: !!cap,
+                             numbered: !!numbered, alt: alt.slice(0, 40)});
+    });
+    const column = main.querySelector('article') || main;
+    const limit = column.getBoundingClientRect().width + 2;
+    const wide = el => el.scrollWidth > el.clientWidth + 2 || el.getBoundingClientRect().width > limit;
+    main.querySelectorAll('div.cell:not(.tag_remove-input) div.cell_input pre, div.cell_output pre, ' +
+                          'div.math-wrapper, div.cell_output > div.output').forEach(el => {
+        if (wide(el)) out.wide.push(el.textContent.trim().split('\n')[0].slice(0, 70));
+    });
+    return out;
+}"""
+
+
+def _check_reader(page) -> list[str]:
+    """What a student sees on a chapter page: real tables, captioned figures with alt text, nothing too wide."""
+    found = page.evaluate(_READER_JS)
+    problems = []
+    if found["rawTables"]:
+        problems.append(f"raw markdown tables rendered as text: {found['rawTables'][:3]}")
+    if found["uncaptionedTables"]:
+        problems.append(f"tables without a caption: {found['uncaptionedTables'][:3]}")
+    if found["images"]:
+        problems.append(f"images outside a numbered, captioned figure or without alt text: {found['images'][:4]}")
+    if found["wide"]:
+        problems.append(f"{len(found['wide'])} code cells, outputs or equations wider than the column: "
+                        f"{found['wide'][:4]}")
+    return problems
+
+
+def _is_chapter(docname: str) -> bool:
+    return (ROOT / f"{docname}.ipynb").exists()
+
+
 def _check_widgets(page) -> list[str]:
     """Every saved widget view must render; every slider must move when its handle is dragged."""
     problems = []
@@ -387,6 +474,9 @@ def test_page_in_browser(docname, base_url, browser):
 
         problems += _check_animations(page)
         problems += _check_widgets(page)
+        problems += _check_explorers(page)
+        if _is_chapter(docname):
+            problems += _check_reader(page)
 
         try:
             page.wait_for_function(f"() => ({_BROKEN_IMAGES_JS})().length === 0", timeout=15_000)

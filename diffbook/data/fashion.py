@@ -8,7 +8,8 @@ Where the files are looked for, in this order (the first folder that holds the s
 1. ``root=`` if given, else the folder named by the environment variable ``$DIFFBOOK_DATA``;
 2. Debian's package ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist``;
 3. the user cache ``~/.cache/diffbook/fashion-mnist`` (``$XDG_CACHE_HOME`` is honoured);
-4. only with ``download=True`` (for Colab): the official URLs, saved into the user cache.
+4. only with ``download=True``, or on Colab (:func:`downloads_allowed`): the official URLs (or
+   ``$DIFFBOOK_DATA_URL``), saved into the user cache.
 
 Each folder holds the original idx files, gzipped (``train-images-idx3-ubyte.gz`` ...) or not.
 
@@ -34,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["CLASS_NAMES", "load_fashion_mnist", "find_fashion_mnist", "DEBIAN_DIR", "BASE_URL"]
+__all__ = ["CLASS_NAMES", "load_fashion_mnist", "find_fashion_mnist", "downloads_allowed", "base_url", "DEBIAN_DIR",
+           "BASE_URL"]
 
 CLASS_NAMES = [
     "T-shirt/top",
@@ -75,6 +77,27 @@ OFFICIAL_GZ = {
 }
 
 
+def base_url() -> str:
+    """Where downloads come from: the official Fashion-MNIST server, or ``$DIFFBOOK_DATA_URL`` (a mirror, or a
+    local test server); every downloaded file is checked against :data:`IDX_SHA256` whatever its origin."""
+    url = os.environ.get("DIFFBOOK_DATA_URL") or BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def downloads_allowed() -> bool:
+    """Whether :func:`load_fashion_mnist` may download a missing split when its caller does not say: on Colab
+    (``google.colab`` importable), or when ``$DIFFBOOK_DOWNLOAD`` is 1; never while building or testing the book
+    here. The one place that decides, so a chapter needs no ``download=`` argument to run on a fresh Colab runtime."""
+    if os.environ.get("DIFFBOOK_DOWNLOAD") in ("0", "1"):
+        return os.environ["DIFFBOOK_DOWNLOAD"] == "1"
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _cache_dir() -> Path:
     """The user cache folder for Fashion-MNIST (``$XDG_CACHE_HOME`` or ``~/.cache``)/diffbook/fashion-mnist."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -96,7 +119,8 @@ def _candidates(root) -> list[tuple[str, Path]]:
         places.append(("root= argument", Path(root).expanduser()))
     elif os.environ.get("DIFFBOOK_DATA"):
         places.append(("$DIFFBOOK_DATA", Path(os.environ["DIFFBOOK_DATA"]).expanduser()))
-    places.append(("Debian package dataset-fashion-mnist", DEBIAN_DIR))
+    if os.environ.get("DIFFBOOK_NO_SYSTEM_DATA") != "1":  # set by the test of a fresh Colab-like environment
+        places.append(("Debian package dataset-fashion-mnist", DEBIAN_DIR))
     places.append(("user cache", _cache_dir()))
     return places
 
@@ -175,7 +199,7 @@ def _download(split: str, dest: Path) -> None:
         target = dest / (name + ".gz")
         if target.is_file():
             continue
-        url = BASE_URL + name + ".gz"
+        url = base_url() + name + ".gz"
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 data = response.read()
@@ -209,20 +233,21 @@ def _not_found(split: str, root) -> FileNotFoundError:
     return FileNotFoundError("\n".join(lines))
 
 
-def load_fashion_mnist(split: str = "train", pad_to: int = 32, root=None, download: bool = False):
+def load_fashion_mnist(split: str = "train", pad_to: int = 32, root=None, download: bool | None = None):
     """Return Fashion-MNIST as (images float32 [N, 1, pad_to, pad_to] in [-1, 1], labels int64 [N]).
 
     Pixels p in 0..255 map to 2 p / 255 - 1, so the background is -1; padding (to 32x32 by default, the size
     the book's U-Nets take) uses the background value -1 and centres the 28x28 image. Sources and integrity
-    checks: see the module docstring. Parsed files are cached in memory per process; each call returns fresh
-    tensors, so callers may modify them.
+    checks: see the module docstring. A missing split is downloaded if ``download`` is True, or if it is None
+    (the default) and :func:`downloads_allowed` says so (on Colab). Parsed files are cached in memory per process;
+    each call returns fresh tensors, so callers may modify them.
     """
     _check_split(split)
     if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 28:
         raise ValueError(f"pad_to must be an integer >= 28 (the images are 28x28), got {pad_to!r}; use 32 for the book's models.")
     folder = find_fashion_mnist(split, root)
     if folder is None:
-        if not download:
+        if not (downloads_allowed() if download is None else download):
             raise _not_found(split, root)
         folder = _cache_dir()
         _download(split, folder)

@@ -24,8 +24,8 @@ Notation (code name -> symbol):
 ``size``      half-height of the drop; ``sharpness`` the exponent m of its tip
 ============  ==============================================================
 
-The drop is a teardrop: the region |x - c_x| <= size sin(theta) sin(theta / 2)^m, y - c_y = size cos(theta),
-theta in [0, pi] (tip up, round bottom), filled uniformly (:func:`ink_drop`). The default drop (size 2,
+The drop is a teardrop: the region ``|x - c_x| <= size sin(theta) sin(theta / 2)^m, y - c_y = size cos(theta),
+theta in [0, pi]`` (tip up, round bottom), filled uniformly (:func:`ink_drop`). The default drop (size 2,
 sharpness 2) is 4 high and 2.6 wide, with standard deviations of about 0.61 and 0.87 per coordinate: the
 scale of standardised data, for which DDPM's noise schedules are designed.
 """
@@ -195,7 +195,7 @@ def variance(x: torch.Tensor) -> torch.Tensor:
 
 
 def mean_squared_displacement(frames: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    """Return the mean squared displacement per coordinate, mean |x_t - x_0|^2 / d, for frames [K, N, d].
+    """Return the mean squared displacement per coordinate, ``mean |x_t - x_0|^2 / d``, for frames [K, N, d].
 
     For Brownian motion in free space it equals 2 D t whatever the starting cloud (Einstein's relation).
     """

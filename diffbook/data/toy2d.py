@@ -4,14 +4,14 @@ The two mixtures follow the mode-collapse protocol of the GAN literature (Metz e
 Srivastava et al. 2017, "VEEGAN"; Lin et al. 2018, "PacGAN"), so that `diffbook.eval.metrics.mode_stats` can count
 modes and high-quality samples exactly as those papers do:
 
-=========  ===============================================  ======  =====================================
-data       modes (centres)                                  std     scale (per-coordinate std of the data)
-=========  ===============================================  ======  =====================================
-ring8      8, (2 cos(2 pi i / 8), 2 sin(2 pi i / 8))        0.02    sqrt(r^2/2 + std^2) = 1.414
-grid25     25, {-4, -2, 0, 2, 4}^2                          0.05    sqrt(8 + std^2) = 2.829
-moons      --                                               --      x in [-1, 2], y in [-0.5, 1] + noise
-swiss_roll --                                               --      x in [-9.5, 12.6], y in [-11, 14.2] + noise
-=========  ===============================================  ======  =====================================
+==========  ===============================================  ======  =====================================
+data        modes (centres)                                  std     scale (per-coordinate std of the data)
+==========  ===============================================  ======  =====================================
+ring8       8, (2 cos(2 pi i / 8), 2 sin(2 pi i / 8))        0.02    sqrt(r^2/2 + std^2) = 1.414
+grid25      25, {-4, -2, 0, 2, 4}^2                          0.05    sqrt(8 + std^2) = 2.829
+moons       --                                               --      x in [-1, 2], y in [-0.5, 1] + noise
+swiss_roll  --                                               --      x in [-9.5, 12.6], y in [-11, 14.2] + noise
+==========  ===============================================  ======  =====================================
 
 The ring uses the radius 2 and std 0.02 of Metz et al. and VEEGAN; PacGAN's code draws the same ring at half
 the scale (radius 1, std 0.01: ``ring8_mixture(radius=1.0, std=0.01)``), and the same grid (std 0.05).

@@ -155,7 +155,7 @@ def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
 def frechet_distance_from_stats(mu1, cov1, mu2, cov2) -> float:
     """Frechet distance between N(mu1, cov1) and N(mu2, cov2).
 
-    Implements FD = |mu1 - mu2|^2 + tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2)) (Dowson and Landau 1982; Heusel et
+    Implements ``FD = |mu1 - mu2|^2 + tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2))`` (Dowson and Landau 1982; Heusel et
     al. 2017). The trace of (cov1 cov2)^(1/2) is computed as the sum of the square roots of the eigenvalues of
     the symmetric PSD matrix cov1^(1/2) cov2 cov1^(1/2), which has the same eigenvalues as cov1 cov2; this
     avoids the complex intermediate results of a general matrix square root.

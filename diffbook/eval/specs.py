@@ -3,21 +3,21 @@ expanded over an NFE grid, and described in words.
 
 A *spec* names one way to sample a DDPM:
 
-=============  ======================================================================================================
-``library``    "diffbook" (the default) or "diffusers"
-``sampler``    diffbook: a key of :data:`diffbook.samplers.SAMPLERS` ("ancestral", "ddim", "euler", "heun",
-               "dpmpp_2m", "euler_maruyama"); diffusers: a scheduler class name (see :data:`DIFFUSERS_SCHEDULERS`)
-``schedule``   "ddpm": the model's own discrete timesteps t (diffbook: sigma_t at :func:`schedules.ddpm_timesteps`;
-               diffusers: the scheduler's ``set_timesteps``), spaced by ``spacing``; "karras": Karras et al.'s
-               rho = 7 noise levels between the model's sigma_min and sigma_max (diffusers: ``use_karras_sigmas``)
-``spacing``    diffusers' ``timestep_spacing``: "leading" (DDIM paper), "trailing" (Lin et al. 2024), "linspace"
-``steps``      the number of steps; NFE = steps, except Heun: 2 steps - 1 (:func:`nfe_of`)
-``w``          optional classifier-free guidance weight against the null class (diffusers: guidance_scale = 1 + w)
-``clip``       optional bool: clamp x0_hat to [-1, 1] at every step (diffusers: ``clip_sample=True``, which only the
-               DDPM and DDIM schedulers have)
-``n``          optional: this row's sample count (default: the run's ``n``), measured against its own floor
-``nfe_target`` the grid value the row was made for (:func:`grid_specs`); informational
-=============  ======================================================================================================
+==============  ======================================================================================================
+``library``     "diffbook" (the default) or "diffusers"
+``sampler``     diffbook: a key of :data:`diffbook.samplers.SAMPLERS` ("ancestral", "ddim", "euler", "heun",
+                "dpmpp_2m", "euler_maruyama"); diffusers: a scheduler class name (see :data:`DIFFUSERS_SCHEDULERS`)
+``schedule``    "ddpm": the model's own discrete timesteps t (diffbook: sigma_t at :func:`schedules.ddpm_timesteps`;
+                diffusers: the scheduler's ``set_timesteps``), spaced by ``spacing``; "karras": Karras et al.'s
+                rho = 7 noise levels between the model's sigma_min and sigma_max (diffusers: ``use_karras_sigmas``)
+``spacing``     diffusers' ``timestep_spacing``: "leading" (DDIM paper), "trailing" (Lin et al. 2024), "linspace"
+``steps``       the number of steps; NFE = steps, except Heun: 2 steps - 1 (:func:`nfe_of`)
+``w``           optional classifier-free guidance weight against the null class (diffusers: guidance_scale = 1 + w)
+``clip``        optional bool: clamp x0_hat to [-1, 1] at every step (diffusers: ``clip_sample=True``, which only the
+                DDPM and DDIM schedulers have)
+``n``           optional: this row's sample count (default: the run's ``n``), measured against its own floor
+``nfe_target``  the grid value the row was made for (:func:`grid_specs`); informational
+==============  ======================================================================================================
 
 For a grid value m a sampler gets the most steps whose NFE <= m (:func:`steps_for_nfe`), and the row records the
 exact NFE. Heun with 1 step is allowed: it is a single Euler step (no correction on the step to sigma = 0), NFE 1.

@@ -146,7 +146,7 @@ def denoiser_score(denoiser: Callable, sigma) -> Callable[[torch.Tensor], torch.
 
 
 def field_cosine(u: torch.Tensor, v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Return the cosine of the angle between two fields at each point: <u, v> / (|u| |v|), shape [B].
+    """Return the cosine of the angle between two fields at each point: ``<u, v> / (|u| |v|)``, shape [B].
 
     1 means the same direction, 0 orthogonal, -1 opposite. A zero vector gets cosine 0 (no direction).
     """

@@ -1,5 +1,5 @@
 """The diffusion objectives: ``fmnist-ddpm`` (eps-prediction DDPM, Eq. (ddpm-simple-loss)) and ``fmnist-ncsn``
-(multi-sigma denoising score matching, Eq. (dsm-multi)), with an EMA of the weights and optional ``torch.compile``.
+(denoising score matching over NCSN's ladder of noise levels, Eq. (ncsn-loss)), with an EMA of the weights and optional ``torch.compile``.
 
 Their configs are in :mod:`diffbook.train.recipes`; the loop that runs them is :func:`diffbook.train.loop.train`.
 """

@@ -1,12 +1,14 @@
 """The training command: ``python -m diffbook train MODEL --config {smoke,release}`` -- one loop for every model.
 
 Built on HF Accelerate, so one script runs on a CPU, one GPU, or several (``accelerate launch``, DDP):
+
 - the whole data set is held on the device and each process draws its own seeded random batches;
 - bf16 autocast on CUDA, fused AdamW, large batches, EMA of the weights (in the objectives);
 - a tqdm bar and a JSON-lines log (step, losses, lr, img/s);
 - checkpoints written atomically every ``ckpt_every`` steps; a killed run resumes from the last one with the same
   result as an uninterrupted run (the RNG states are part of the checkpoint);
 - a time budget: after 60 steps the measured speed sets how many steps fit (the objective decides how to shrink).
+
 The loop knows no model names: what a model trains (networks, loss, update, cards) is its objective
 (:mod:`diffbook.train.objective`), declared beside its configs in :mod:`diffbook.train.recipes`. The weights go to
 the output folder as fp16 safetensors plus a model card (:mod:`diffbook.zoo.registry`).

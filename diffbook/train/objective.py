@@ -17,11 +17,11 @@ __all__ = ["Objective"]
 class Objective:
     """Base class of the training objectives; subclasses set, in ``__init__``:
 
-    ``modules``     every module whose state a checkpoint keeps (name -> nn.Module; trained ones already prepared
-                    by ``acc.prepare``);
-    ``optimizers``  name -> optimiser;
-    ``plan``        the planned steps: an int (the default methods) or whatever a subclass needs (kept in the
-                    checkpoint, so it must be a plain int, list or dict).
+    - ``modules``: every module whose state a checkpoint keeps (name -> nn.Module; trained ones already prepared
+      by ``acc.prepare``);
+    - ``optimizers``: name -> optimiser;
+    - ``plan``: the planned steps, an int (the default methods) or whatever a subclass needs (kept in the
+      checkpoint, so it must be a plain int, list or dict).
     """
 
     modules: dict

@@ -1,7 +1,7 @@
 """Shipped models as objects: ``model = diffbook.load("fmnist-ddpm")``, then ``model.sample(16)``.
 
 A model object holds the network (``.net``), its model card (``.card``) and what the card implies: for a diffusion
-model the denoiser D(x, sigma, **cond) -> x0_hat of :mod:`diffbook.denoisers` (``.denoiser``), the noise range it was
+model the denoiser ``D(x, sigma, **cond) -> x0_hat`` of :mod:`diffbook.denoisers` (``.denoiser``), the noise range it was
 trained on (``.sigma_min``, ``.sigma_max``), the standard deviation of its prior at sigma_max (``.prior_std``) and the
 sampler its card records as its best. :meth:`DiffusionModel.sample` runs any sampler of :mod:`diffbook.samplers` on
 any schedule of :mod:`diffbook.schedules` with classifier-free guidance (:func:`diffbook.guidance.cfg`) and optional
@@ -78,7 +78,7 @@ def student_sigmas(card: dict, steps: int | None = None) -> torch.Tensor:
 def sigmas_for(spec: dict, card: dict, sigma_min: float, sigma_max: float) -> torch.Tensor:
     """The decreasing noise levels (ending in 0) of a spec on a model: ``schedule`` "karras" (Karras et al. 2022,
     rho = 7, between the model's sigma_min and sigma_max), "ddpm" (a DDPM's own timesteps with diffusers' ``spacing``,
-    Eq. (ddpm-timesteps)), "geometric" (NCSN's ladder, for annealed Langevin and PC) or "student" (the levels a
+    diffusers' ``timestep_spacing``), "geometric" (NCSN's ladder, for annealed Langevin and PC) or "student" (the levels a
     distilled student's card records)."""
     sched, steps = spec.get("schedule", "karras"), spec["steps"]
     if sched == "karras":
