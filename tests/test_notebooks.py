@@ -9,6 +9,8 @@ that the chapters are stored the way the build expects (listed in _toc.yml, outp
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +135,114 @@ def test_pytest_collects_every_chapter():
     chapters = {nb.relative_to(ROOT).as_posix() for nb in chapter_notebooks()}
     assert chapters, "no chapters to collect"
     assert chapters <= collected, f"chapters not collected by pytest: {sorted(chapters - collected)}"
+
+
+# ------------------------------------------------------------------ what the chapters say and cite
+def _cells(nb_path, kind):
+    nb = nbformat.read(nb_path, as_version=4)
+    return [c for c in nb.cells if c.cell_type == kind]
+
+
+def test_first_cell_is_the_one_colab_cell():
+    """Every chapter starts with the same hidden cell, written by scripts/colab_cell.py from _config.yml's
+    repository URL and the package version."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "colab_cell.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+TOC_TITLES = None
+
+
+def _toc_titles() -> list[str]:
+    """The title (first heading) of every page in _toc.yml."""
+    global TOC_TITLES
+    if TOC_TITLES is None:
+        titles = []
+        for doc in toc_docnames():
+            path = ROOT / (doc + ".ipynb")
+            text = ("\n".join(c.source for c in _cells(path, "markdown")) if path.exists()
+                    else (ROOT / (doc + ".md")).read_text(encoding="utf-8"))
+            titles.append(re.search(r"^# (.+)$", text, re.M).group(1).strip())
+        TOC_TITLES = titles
+    return TOC_TITLES
+
+
+CHAPTER_NAMED = re.compile(r"\b[Tt]he ((?:[A-Z][\w-]*)(?: (?:[A-Z][\w-]*|and|of|in|with|to))*) (?:chapter|appendix)\b")
+ITALIC = re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])")
+
+
+def _named_chapters(text: str) -> list[str]:
+    """Chapter names written out in prose: 'the Guidance chapter', or an italic name in a sentence about a
+    chapter ('chapter *Applications*', 'the *Samplers* and *Drawbacks* chapters')."""
+    names = CHAPTER_NAMED.findall(text)
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if re.search(r"\bchapters?\b|\bappendix\b", sentence, re.I):
+            names += ITALIC.findall(sentence)
+    return names
+
+
+def _acronym(title: str) -> str:
+    return "".join(w[0] for w in re.findall(r"[A-Za-z][\w-]*", title) if w[0].isupper() or len(w) > 3).upper()
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_prose_names_only_chapters_that_exist(nb_path):
+    """'the Guidance chapter' must be a chapter the table of contents has (better: link it with {doc}); a promise
+    of a chapter that does not exist yet fails here."""
+    titles = _toc_titles()
+    bad = []
+    for cell in _cells(nb_path, "markdown"):
+        for name in _named_chapters(cell.source):
+            n = name.lower()
+            if not any(n in t.lower() or n.upper() == _acronym(t) for t in titles):
+                bad.append(name)
+    assert not bad, f"{nb_path.name} names chapters the table of contents lacks: {bad}"
+
+
+LABEL_CITE = re.compile(r"Eqs?\. \(([a-z][a-z0-9]*-[a-z0-9-]+)\)")
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_equations_are_cited_by_role_never_by_bare_label(nb_path):
+    """Prose cites equations with {eq}`label` (the page shows the number); code and its printed output never show a
+    bare label such as 'Eq. (ddpm-closed-form)', which the reader cannot find on the page."""
+    leaks = [m for kind in ("markdown", "code") for c in _cells(nb_path, kind) for m in LABEL_CITE.findall(c.source)]
+    assert not leaks, f"{nb_path.name} shows equation labels instead of numbers: {sorted(set(leaks))}"
+
+
+def _solution_code(nb_path) -> list[str]:
+    blocks = []
+    for cell in _cells(nb_path, "markdown"):
+        for sol in re.findall(r"`{3,4}\{solution\}.*?\n`{3,4}\s*$", cell.source, re.S | re.M):
+            blocks += re.findall(r"```python\n(.*?)```", sol, re.S)
+    return blocks
+
+
+@pytest.mark.parametrize("nb_path", chapter_notebooks(), ids=lambda p: p.name)
+def test_solution_code_uses_the_package_as_it_is(nb_path):
+    """Code in exercise solutions compiles, and every diffbook module and name it imports exists."""
+    import ast
+    import importlib
+
+    problems = []
+    for code in _solution_code(nb_path):
+        try:
+            tree = ast.parse(code)
+        except SyntaxError as err:
+            problems.append(f"syntax error: {err}")
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("diffbook"):
+                try:
+                    mod = importlib.import_module(node.module)
+                except ImportError as err:
+                    problems.append(str(err))
+                    continue
+                problems += [f"{node.module} has no {a.name}" for a in node.names if not hasattr(mod, a.name)
+                             and not importlib.util.find_spec(f"{node.module}.{a.name}")]
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("diffbook") and importlib.util.find_spec(a.name) is None:
+                        problems.append(f"no module {a.name}")
+    assert not problems, f"{nb_path.name}: {problems}"

@@ -41,7 +41,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from conftest import ROOT, toc_docnames
 
@@ -110,18 +109,14 @@ def _cached_config(out: Path, executed: Path) -> Path:
     """A copy of _config.yml that takes outputs from a jupyter-cache filled with the executed chapters."""
     from jupyter_cache import get_cache
 
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from build_cached import cached_config
+
     cache_dir = out / "jupyter_cache"
     cache = get_cache(cache_dir)
     for nb in sorted(executed.glob("*.ipynb")):
         cache.cache_notebook_file(str(nb), uri=str(ROOT / "book" / nb.name), check_validity=False, overwrite=True)
-    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-    config["execute"].update(execute_notebooks="cache", cache=str(cache_dir))
-    # jupyter-book resolves local extensions against the config file's folder: make them absolute
-    local = config["sphinx"].get("local_extensions") or {}
-    config["sphinx"]["local_extensions"] = {name: str((ROOT / path).resolve()) for name, path in local.items()}
-    path = out / "_config.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
+    return cached_config(out, cache_dir)
 
 
 def _build_site(out: Path, executed: Path | None = None) -> tuple[Path, str]:
