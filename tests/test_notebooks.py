@@ -175,6 +175,7 @@ ITALIC = re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])")
 def _named_chapters(text: str) -> list[str]:
     """Chapter names written out in prose: 'the Guidance chapter', or an italic name in a sentence about a
     chapter ('chapter *Applications*', 'the *Samplers* and *Drawbacks* chapters')."""
+    text = re.sub(r"^#.*$", "", text, flags=re.M)   # headings are titles, not sentences about chapters
     names = CHAPTER_NAMED.findall(text)
     for sentence in re.split(r"(?<=[.!?])\s+", text):
         if re.search(r"\bchapters?\b|\bappendix\b", sentence, re.I):

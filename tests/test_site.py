@@ -324,16 +324,22 @@ def _check_explorers(page) -> list[str]:
 
 _READER_JS = """() => {
     const main = document.querySelector('main') || document.body;
-    const out = {rawTables: [], uncaptionedTables: [], images: [], wide: []};
+    const out = {rawTables: [], uncaptionedTables: [], images: [], wide: [], tableNumbers: [], title: ''};
+    // the page's heading (the one with a permalink; the theme repeats the title without one in its header)
+    const h1 = [...main.querySelectorAll('h1')].find(h => h.querySelector('a.headerlink')) || main.querySelector('h1');
+    out.title = h1 ? h1.textContent.replace('#', '').trim() : '';
+    main.querySelectorAll('table caption .caption-number').forEach(n => out.tableNumbers.push(n.textContent.trim()));
     main.querySelectorAll('p').forEach(p => {
         const t = p.textContent.trim();
         if (t.startsWith('| ') || t.includes('|---|') || t.includes('| --- |')) out.rawTables.push(t.slice(0, 80));
     });
-    main.querySelectorAll('table').forEach(t => {
+    // results tables (a code cell's output) need a numbered caption; a small table in the prose may go without
+    main.querySelectorAll('div.cell table').forEach(t => {
         const cap = t.querySelector('caption');
         if (!cap || !cap.textContent.trim()) out.uncaptionedTables.push(t.textContent.trim().slice(0, 60));
     });
     main.querySelectorAll('img').forEach(img => {
+        if (img.closest('.header-article, .bd-header-article, .dropdown-menu')) return;   // the theme's buttons
         const fig = img.closest('figure');
         const cap = fig && fig.querySelector('figcaption');
         const numbered = cap && cap.querySelector('.caption-number');
@@ -348,7 +354,7 @@ _READER_JS = """() => {
     const wide = el => el.scrollWidth > el.clientWidth + 2 || el.getBoundingClientRect().width > limit;
     main.querySelectorAll('div.cell:not(.tag_remove-input) div.cell_input pre, div.cell_output pre, ' +
                           'div.math-wrapper, div.cell_output > div.output').forEach(el => {
-        if (wide(el)) out.wide.push(el.textContent.trim().split('\n')[0].slice(0, 70));
+        if (wide(el)) out.wide.push(el.textContent.trim().split('\\n')[0].slice(0, 70));
     });
     return out;
 }"""
@@ -367,6 +373,12 @@ def _check_reader(page) -> list[str]:
     if found["wide"]:
         problems.append(f"{len(found['wide'])} code cells, outputs or equations wider than the column: "
                         f"{found['wide'][:4]}")
+    # "Table 8.3" must be on chapter 8's page, "Table C.1" on appendix C's: the prose cites tables by number
+    chapter = re.match(r"^(?:(\d+)\.\s|Appendix ([A-Z]):)", found["title"])
+    own = (chapter.group(1) or chapter.group(2)) if chapter else None
+    wrong = [n for n in found["tableNumbers"] if own is None or not n.startswith(f"Table {own}.")]
+    if wrong:
+        problems.append(f"table numbers that are not this page's ({found['title'][:40]!r}): {wrong[:4]}")
     return problems
 
 
