@@ -18,9 +18,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cached_config(out: Path, cache_dir: Path | None = None) -> Path:
-    """A copy of _config.yml in ``out`` that executes through a jupyter-cache (local extensions made absolute)."""
+def cached_config(out: Path, cache_dir: Path | None = None, extra_bib: list[str] = ()) -> Path:
+    """A copy of _config.yml in ``out`` that executes through a jupyter-cache (local extensions made absolute);
+    ``extra_bib`` adds bibliography files (entries not yet merged into book/references.bib)."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config["bibtex_bibfiles"] = list(config.get("bibtex_bibfiles") or []) + [str(Path(b).resolve()) for b in extra_bib]
     config["execute"]["execute_notebooks"] = "cache"
     if cache_dir is not None:
         config["execute"]["cache"] = str(cache_dir)
@@ -34,11 +36,21 @@ def cached_config(out: Path, cache_dir: Path | None = None) -> Path:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0] if argv else ROOT / "_build").resolve()
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", nargs="?", default=str(ROOT / "_build"), help="output folder (default _build)")
+    p.add_argument("--toc", default=None, help="another table of contents (e.g. one that adds a new chapter)")
+    p.add_argument("--bib", nargs="*", default=[], help="extra .bib files (entries not yet in book/references.bib)")
+    p.add_argument("--builder", default="html", help="html (default) or pdflatex (the PDF; needs LaTeX, see README)")
+    a = p.parse_args(argv)
+    out = Path(a.out).resolve()
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb), "build", str(ROOT), "--path-output", str(out), "--config", str(cached_config(out)), "-W",
-           "--keep-going"]
+    config = cached_config(out, extra_bib=a.bib)
+    cmd = [str(jb), "build", str(ROOT), "--path-output", str(out), "--config", str(config), "--builder", a.builder,
+           "-W", "--keep-going"]
+    if a.toc:
+        cmd += ["--toc", str(Path(a.toc).resolve())]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

@@ -22,7 +22,7 @@ import json
 import uuid
 from typing import Callable, Sequence
 
-__all__ = ["Explorer", "MAX_FRAMES"]
+__all__ = ["Explorer", "StaticExplorer", "MAX_FRAMES"]
 
 MAX_FRAMES = 240  # frames of one static explorer: more makes the page heavy
 
@@ -63,6 +63,17 @@ _SCRIPT = """
   show();
 })();
 """
+
+
+class StaticExplorer:
+    """What :meth:`Explorer.static` returns: displayed, it is the HTML explorer (websites, Jupyter, Colab) and,
+    where HTML cannot show (the PDF), the first frame as a PNG."""
+
+    def __init__(self, html_text: str, first_png_b64: str):
+        self.html, self.png = html_text, first_png_b64
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/html": self.html, "image/png": self.png}
 
 
 class Explorer:
@@ -137,13 +148,13 @@ class Explorer:
         return out
 
     # -------------------------------------------------------------------------------------------- the two forms
-    def static(self):
-        """The website's form: an ``IPython.display.HTML`` figure with the controls and every frame inside."""
-        from IPython.display import HTML
+    def static(self) -> "StaticExplorer":
+        """The website's form: an HTML figure with the controls and every frame inside (and, for the PDF of the
+        book, the first frame as a PNG)."""
+        frames = self.frames()
+        return StaticExplorer(self.html(frames), frames[0])
 
-        return HTML(self.html())
-
-    def html(self) -> str:
+    def html(self, frames: list[str] | None = None) -> str:
         names = list(self.controls)
         sizes = [len(v) for v in self.controls.values()]
         strides = [1] * len(sizes)
@@ -165,7 +176,7 @@ class Explorer:
                       if self.play and i == 0 else "")
             rows.append(f'<label class="explorer-control"><span class="explorer-name">{html.escape(name)}</span>'
                         f"{control}</label>{button}")
-        frames = json.dumps(self.frames())
+        frames = json.dumps(frames if frames is not None else self.frames())
         script = _SCRIPT % dict(id=json.dumps(uid), strides=json.dumps(strides), names=json.dumps(names),
                                 labels=json.dumps([self.labels[n] for n in names]), interval=self.interval)
         return (f'<div class="diffbook-explorer" id="{uid}">\n<div class="explorer-controls">{"".join(rows)}</div>\n'

@@ -57,6 +57,25 @@ class Table:
                 f'<span class="caption-text">{html.escape(self.caption)}</span></caption>\n'
                 f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n{notes}</div>")
 
+    def _repr_latex_(self) -> str:
+        """The same table for the PDF of the book (LaTeX's tabular, numbers right-aligned, caption above)."""
+        def tex(text: str) -> str:
+            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                         ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
+                         ("^", r"\textasciicircum{}")):
+                text = text.replace(a, b)
+            return text
+
+        right = {c for c in self.columns if self._numeric(c)}
+        spec = "".join("r" if c in right else "l" for c in self.columns)
+        label = f"Table {self.number}: " if self.number else ""
+        rows = [" & ".join(tex(html.unescape(_cell(r[c], self.formats.get(c))).replace("\u2013", "--"))
+                           for c in self.columns) + r" \\" for r in self.rows]
+        return "\n".join([r"\begin{center}", r"\small", rf"\textbf{{{tex(label)}}}{tex(self.caption)}\\[0.3em]",
+                          rf"\begin{{tabular}}{{{spec}}}", r"\hline",
+                          " & ".join(tex(c) for c in self.columns) + r" \\", r"\hline", *rows, r"\hline",
+                          r"\end{tabular}", r"\end{center}"])
+
     def __repr__(self) -> str:
         widths = {c: max(len(c), *(len(_cell(r[c], self.formats.get(c))) for r in self.rows)) for c in self.columns}
         lines = [f"Table {self.number}: {self.caption}" if self.number else self.caption,
