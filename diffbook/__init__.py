@@ -7,8 +7,11 @@ other:
   :mod:`~diffbook.sde` (VP, sub-VP and VE SDEs), :mod:`~diffbook.losses` (training objectives),
   :mod:`~diffbook.denoisers` (one interface for every model: ``denoiser(x, sigma, **cond) -> x0_hat`` with
   ``x = x0 + sigma * noise``), :mod:`~diffbook.samplers` (plain functions of a denoiser),
-  :mod:`~diffbook.guidance` (denoiser wrappers), :mod:`~diffbook.likelihood` (the PF-ODE's log-likelihood) and
-  :mod:`~diffbook.distill` (progressive distillation); :mod:`~diffbook.checks` holds the argument checks they share.
+  :mod:`~diffbook.guidance` (denoiser wrappers), :mod:`~diffbook.likelihood` (the PF-ODE's log-likelihood),
+  :mod:`~diffbook.distill` (progressive distillation), :mod:`~diffbook.inverse` (posterior sampling for inverse
+  problems), :mod:`~diffbook.editing` (SDEdit and DDIM inversion), :mod:`~diffbook.preconditioning` (eps, x0, v,
+  score and EDM parameterisations), :mod:`~diffbook.flow` (flow matching and rectified flow) and
+  :mod:`~diffbook.consistency` (consistency models); :mod:`~diffbook.checks` holds the argument checks they share.
 
 The machinery lives in folders by role: :mod:`~diffbook.data` (Fashion-MNIST, 2D sets, the ink drop),
 :mod:`~diffbook.nets` (networks), :mod:`~diffbook.train` (the training loop and each model's recipe),
@@ -26,7 +29,7 @@ __version__ = "0.2.0"
 
 #: The modules and subpackages ``import diffbook`` gives access to (imported on first use, so the import is fast).
 SUBMODULES = ("checks", "schedules", "forward", "sde", "losses", "denoisers", "samplers", "guidance", "likelihood",
-              "distill", "data", "nets", "train", "zoo", "show", "eval", "cli")
+              "distill", "inverse", "editing", "preconditioning", "flow", "consistency", "data", "nets", "train", "zoo", "show", "eval", "cli")
 
 __all__ = ["load", "__version__", *SUBMODULES]
 

@@ -3,12 +3,14 @@
 - ``sample MODEL``: draw images from a shipped model into a PNG grid (or .npy / .pt tensors);
 - ``train MODEL --config {smoke,release}``: train one model (resumes from OUT/checkpoint.pt);
 - ``zoo``: train and evaluate every model in one run (the release);
-- ``compare``: every sampler, diffbook's and diffusers', at equal NFE on fmnist-ddpm.
+- ``compare``: every sampler, diffbook's and diffusers', at equal NFE on fmnist-ddpm;
+- ``sweep NAME``: a precomputed sweep that a chapter plots (applications, representations, edm-churn).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -65,6 +67,15 @@ def _sample(a) -> int:
     return 0
 
 
+#: The sweeps the chapters plot: name -> (module with main(argv), what it measures).
+SWEEPS = {
+    "applications": ("diffbook.eval.applications", "the Applications chapter's inverse problems and edits"),
+    "representations": ("diffbook.eval.representations", "features, anomaly scores and signals of 'What a denoiser "
+                                                          "knows'"),
+    "edm-churn": ("diffbook.eval.churn", "EDM's stochastic sampler against Heun and DPM-Solver++ on fmnist-ddpm"),
+}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m diffbook", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +99,7 @@ def main(argv=None) -> int:
     s.add_argument("--nrow", type=int, default=None, help="images per row of the PNG grid (default: about sqrt(n))")
     s.add_argument("--out", required=True, help="output file: .png (a grid), .npy or .pt (the images in [-1, 1])")
     t = sub.add_parser("train", help="train one model (resumes from OUT/checkpoint.pt if present)")
-    t.add_argument("model", help="fmnist-ddpm, fmnist-ncsn, fmnist-gan or fmnist-fast (distils fmnist-ddpm)")
+    t.add_argument("model", help="fmnist-ddpm, fmnist-ncsn, fmnist-gan, fmnist-fast (distils fmnist-ddpm) or fmnist-flow (a rectified flow)")
     t.add_argument("--config", default="smoke", choices=["smoke", "release"])
     t.add_argument("--out", default="runs", help="output folder for weights, card, log and checkpoint")
     t.add_argument("--steps", type=int, default=None, help="override the number of steps (disables the time budget)")
@@ -113,7 +124,14 @@ def main(argv=None) -> int:
     c.add_argument("--deadline-s", type=float, default=None, help="skip rows that would end after this many seconds")
     c.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     c.add_argument("--smoke", action="store_true", help="CPU check: one line per sampler, NFE 1 and 2, N = 130")
+    w = sub.add_parser("sweep", help="run one of the precomputed sweeps the chapters plot (results JSON with provenance)",
+                       description="Run a sweep of a chapter: " + "; ".join(f"{k}: {v[1]}" for k, v in SWEEPS.items())
+                                   + ". Arguments after the name go to the sweep (see `sweep NAME --help`).")
+    w.add_argument("name", choices=sorted(SWEEPS))
+    w.add_argument("args", nargs=argparse.REMAINDER, help="the sweep's own arguments, e.g. --out FILE")
     a = p.parse_args(argv)
+    if a.cmd == "sweep":
+        return importlib.import_module(SWEEPS[a.name][0]).main(a.args)
     if a.cmd == "sample":
         return _sample(a)
     if a.cmd == "train":

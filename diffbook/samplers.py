@@ -39,18 +39,8 @@ import torch
 
 from .checks import check_finite, check_nfe, check_positive, check_sigmas, check_tensor
 
-__all__ = [
-    "sample_ddpm_ancestral",
-    "sample_ddim",
-    "sample_euler",
-    "sample_heun",
-    "sample_dpmpp_2m",
-    "sample_euler_maruyama",
-    "sample_pc",
-    "sample_annealed_langevin",
-    "SAMPLERS",
-    "nfe",
-]
+__all__ = ["sample_ddpm_ancestral", "sample_ddim", "sample_euler", "sample_heun", "sample_edm", "sample_dpmpp_2m",
+           "sample_euler_maruyama", "sample_pc", "sample_annealed_langevin", "SAMPLERS", "nfe"]
 
 
 # ----------------------------------------------------------------------------------------------- shared plumbing
@@ -108,10 +98,6 @@ def _finish(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _per_sample_norm(v: torch.Tensor) -> torch.Tensor:
-    return v.reshape(v.shape[0], -1).norm(dim=1)
-
-
 # ----------------------------------------------------------------------------------------------- DDPM and DDIM
 @torch.no_grad()
 def sample_ddpm_ancestral(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, callback=None,
@@ -150,10 +136,7 @@ def sample_ddim(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, et
     ``DDIMScheduler`` with ``set_alpha_to_one=True``. ``eta`` must lie in [0, 1].
     """
     sig, cond = _prepare(denoiser, x, sigmas, callback, generator, cond)
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Real):
-        raise TypeError(f"eta must be a number in [0, 1], got {eta!r}.")
-    eta = float(eta)
-    if not 0.0 <= eta <= 1.0:
+    if (eta := _check_real("eta", eta)) > 1:
         raise ValueError(f"eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM), got {eta}.")
     for i in range(len(sig) - 1):
         sigma, sigma_next = sig[i], sig[i + 1]
@@ -201,17 +184,58 @@ def sample_heun(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, ca
     """
     sig, cond = _prepare(denoiser, x, sigmas, callback, generator, cond)
     for i in range(len(sig) - 1):
-        sigma, sigma_next = sig[i], sig[i + 1]
-        x0_hat = _denoise(denoiser, x, sigma, cond)
-        _notify(callback, i, x, sigma, x0_hat)
-        d = (x - x0_hat) / sigma
-        x_pred = x + (sigma_next - sigma) * d
-        if sigma_next == 0:
-            x = x_pred
-            continue
-        d_next = (x_pred - _denoise(denoiser, x_pred, sigma_next, cond)) / sigma_next
-        x = x + (sigma_next - sigma) * (d + d_next) / 2
+        x = _heun_step(denoiser, x, sig[i], sig[i + 1], cond, callback, i)
     return _finish(x)
+
+
+def _heun_step(denoiser, x, sigma, sigma_next, cond, callback, i):
+    """One step of Eq. (heun-step) from sigma to sigma_next (a plain Euler step when sigma_next = 0)."""
+    x0_hat = _denoise(denoiser, x, sigma, cond)
+    _notify(callback, i, x, sigma, x0_hat)
+    d = (x - x0_hat) / sigma
+    x_pred = x + (sigma_next - sigma) * d
+    if sigma_next == 0:
+        return x_pred
+    d_next = (x_pred - _denoise(denoiser, x_pred, sigma_next, cond)) / sigma_next
+    return x + (sigma_next - sigma) * (d + d_next) / 2
+
+
+@torch.no_grad()
+def sample_edm(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0, s_tmin: float = 0.0,
+               s_tmax: float = math.inf, s_noise: float = 1.0, callback=None,
+               generator: torch.Generator | None = None, cond: dict | None = None) -> torch.Tensor:
+    """EDM's stochastic sampler (Karras et al. 2022, Alg. 2): add fresh noise ("churn"), then take a Heun step.
+
+    Implements Eq. (edm-churn): with N = len(sigmas) - 1 steps and gamma = min(churn / N, sqrt(2) - 1) at levels
+    s_tmin <= sigma <= s_tmax (else 0), raise the level to sigma_hat = (1 + gamma) sigma by adding noise,
+    x_hat = x + s_noise sqrt(sigma_hat^2 - sigma^2) z, then take the Heun step of Eq. (heun-step) from sigma_hat
+    to sigma_next. With churn = 0 it is :func:`sample_heun` step for step; 2 N - 1 denoiser calls. The callback
+    sees x_hat and sigma_hat. ``s_noise`` slightly above 1 (EDM: 1.003-1.007) offsets a denoiser that removes
+    slightly too much noise.
+    """
+    sig, cond = _prepare(denoiser, x, sigmas, callback, generator, cond)
+    churn, s_tmin, s_noise = (_check_real(k, v) for k, v in (("churn", churn), ("s_tmin", s_tmin),
+                                                             ("s_noise", s_noise)))
+    s_tmax = _check_real("s_tmax", s_tmax, allow_inf=True)
+    if s_tmin > s_tmax:
+        raise ValueError(f"s_tmin must not exceed s_tmax (churn acts on levels between them), got {s_tmin} > {s_tmax}.")
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        gamma = min(churn / (len(sig) - 1), math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        if gamma > 0:  # 1. churn: move up to sigma_hat with fresh noise; 2. a Heun step down to sigma_next
+            x = x + s_noise * math.sqrt(sigma_hat**2 - sigma**2) * _randn(x, generator)
+        x = _heun_step(denoiser, x, sigma_hat, sigma_next, cond, callback, i)
+    return _finish(x)
+
+
+def _check_real(name: str, v, allow_inf: bool = False) -> float:
+    """A real number >= 0 (finite unless ``allow_inf``), or one clear error."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a number >= 0, got {v!r}.")
+    if math.isnan(v) or v < 0 or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be a {'' if allow_inf else 'finite '}number >= 0, got {v!r}.")
+    return float(v)
 
 
 @torch.no_grad()
@@ -298,8 +322,8 @@ def sample_pc(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, snr:
         for _ in range(n_corrector):
             score = (_denoise(denoiser, x, sigma, cond) - x) / sigma**2
             z = _randn(x, generator)
-            grad_norm = _per_sample_norm(score).mean()
-            noise_norm = _per_sample_norm(z).mean()
+            grad_norm = score.flatten(1).norm(dim=1).mean()
+            noise_norm = z.flatten(1).norm(dim=1).mean()
             if grad_norm > 0:  # score == 0 everywhere: nothing to correct
                 e = 2 * (snr * noise_norm / grad_norm) ** 2
                 x = x + e * score + (2 * e).sqrt() * z
@@ -349,29 +373,22 @@ def sample_annealed_langevin(denoiser: Callable, x: torch.Tensor, sigmas: torch.
 
 # ----------------------------------------------------------------------------------------------- by name
 #: The samplers by the names that specs, result tables and the command line use.
-SAMPLERS = {
-    "ancestral": sample_ddpm_ancestral,
-    "ddim": sample_ddim,
-    "euler": sample_euler,
-    "heun": sample_heun,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "euler_maruyama": sample_euler_maruyama,
-    "pc": sample_pc,
-    "annealed_langevin": sample_annealed_langevin,
-}
+SAMPLERS = {"ancestral": sample_ddpm_ancestral, "ddim": sample_ddim, "euler": sample_euler, "heun": sample_heun,
+            "edm": sample_edm, "dpmpp_2m": sample_dpmpp_2m, "euler_maruyama": sample_euler_maruyama, "pc": sample_pc,
+            "annealed_langevin": sample_annealed_langevin}
 
 
 def nfe(sampler: str, steps: int, *, n_corrector: int = 1, n_steps_each: int = 5) -> int:
     """Network evaluations per sample of ``sampler`` (a key of :data:`SAMPLERS`) with ``steps`` steps.
 
-    Heun: 2 per step but 1 on the last (no correction at sigma = 0); PC: predictor plus ``n_corrector`` corrector
+    Heun and EDM's stochastic sampler: 2 per step but 1 on the last (no correction at sigma = 0); PC: predictor plus ``n_corrector`` corrector
     evaluations per step; annealed Langevin: ``n_steps_each`` per level, plus the final denoising step; the others:
     one per step. (A guided evaluation is one call on a batch of 2B, counted once.)
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
     steps = check_nfe(steps)
-    if sampler == "heun":
+    if sampler in ("heun", "edm"):
         return 2 * steps - 1
     if sampler == "pc":
         return steps * (1 + n_corrector)

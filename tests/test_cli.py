@@ -9,6 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 import torch
 
 import diffbook
@@ -37,5 +38,24 @@ def test_sample_writes_a_png_grid(tmp_path):
 def test_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "diffbook", "--help"], capture_output=True, text=True, cwd=ROOT,
                          timeout=120).stdout
-    for command in ("sample", "train", "zoo", "compare"):
+    for command in ("sample", "train", "zoo", "compare", "sweep"):
         assert command in out
+
+
+def test_sweep_runs_each_chapters_sweep_module_with_its_own_arguments(capsys):
+    """`python -m diffbook sweep NAME ARGS` is `python -m <the sweep's module> ARGS`: same parser, same help."""
+    import importlib
+
+    from diffbook.cli import SWEEPS
+
+    for name, (module, _) in SWEEPS.items():
+        with pytest.raises(SystemExit) as through_cli:
+            main(["sweep", name, "--help"])
+        via_cli = capsys.readouterr().out
+        with pytest.raises(SystemExit) as direct:
+            importlib.import_module(module).main(["--help"])
+        assert through_cli.value.code == direct.value.code == 0
+        assert via_cli == capsys.readouterr().out and "--out" in via_cli
+    with pytest.raises(SystemExit):
+        main(["sweep", "no-such-sweep"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import copy
 
 from .diffusion import DDPMObjective, NCSNObjective
 from .distill import DistillObjective
+from .flow import FLOW_CONFIGS, FlowObjective
 from .gan import GANObjective
 from .objective import Objective
 
@@ -56,6 +57,8 @@ CONFIGS: dict[str, dict[str, dict]] = {
                       batch=2, lr=1e-4, warmup=1, ema_decay=0.9, guidance_w=1.0, teacher_clip=True,
                       label_drop=0.1, keep_rounds=(4, 2), time_budget_s=None, ckpt_every=2, seed=3),
     },
+    # A rectified flow with fmnist-ddpm's U-Net and budget (diffbook.flow, diffbook.train.flow).
+    **FLOW_CONFIGS,
 }
 
 
@@ -65,6 +68,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "fmnist-ncsn": NCSNObjective,
     "fmnist-gan": GANObjective,
     "fmnist-fast": DistillObjective,
+    "fmnist-flow": FlowObjective,
 }
 
 
