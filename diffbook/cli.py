@@ -4,7 +4,7 @@
 - ``train MODEL --config {smoke,release}``: train one model (resumes from OUT/checkpoint.pt);
 - ``zoo``: train and evaluate every model in one run (the release);
 - ``compare``: every sampler, diffbook's and diffusers', at equal NFE on fmnist-ddpm;
-- ``sweep NAME``: a precomputed sweep that a chapter plots (applications, representations, edm-churn).
+- ``sweep NAME``: a precomputed sweep that a chapter plots (applications, representations, edm-churn, recipe).
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ SWEEPS = {
     "representations": ("diffbook.eval.representations", "features, anomaly scores and signals of 'What a denoiser "
                                                           "knows'"),
     "edm-churn": ("diffbook.eval.churn", "EDM's stochastic sampler against Heun and DPM-Solver++ on fmnist-ddpm"),
+    "recipe": ("diffbook.eval.recipe_study", "training recipes compared at CPU scale (batch, lr, EMA, parameterisation, "
+                                            "schedule)"),
 }
 
 
