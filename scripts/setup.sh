@@ -36,6 +36,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q -r requirements.txt
+# The peer check of the book's CLIP tokenizer (tests/test_text.py) reads open-clip-torch's tokenizer module. Its
+# declared dependencies would replace torch with a multi-GB CUDA build (torchvision), so it comes without them;
+# the tokenizer module itself needs only ftfy (with wcwidth) and regex, pure or small wheels.
+.venv/bin/python -m pip install -q --no-deps open-clip-torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.5 regex==2026.12.2
 # Make the kernel name "python3" (the chapters' kernelspec) resolve to this venv's Python.
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (diffbook)" >/dev/null
 echo "setup.sh: ready (.venv: $(.venv/bin/python --version 2>&1))"

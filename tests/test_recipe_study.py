@@ -72,3 +72,29 @@ def test_merge_joins_disjoint_runs_and_refuses_mixed_settings(tmp_path):
         R.merge([tmp_path / "a.json", tmp_path / "c.json"], tmp_path / "m.json")
     with pytest.raises(ValueError, match="more than one file"):
         R.merge([tmp_path / "a.json", tmp_path / "a.json"], tmp_path / "m.json")
+
+
+def test_ema_warmup_forgets_the_initial_weights_like_the_release_loop():
+    """fit(..., ema_warmup=True) uses min(decay, (1 + i) / (10 + i)) at step i: after one step the EMA holds a tenth
+    of the initial weights and nine tenths of the trained ones, where a plain EMA of 0.9995 keeps almost all of the
+    initial weights."""
+    from diffbook.train.fit import fit
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Linear(2, 1)
+
+    init = make().weight.detach().clone()
+
+    def loss_fn(model, x, g):
+        return (model(x) - 1).pow(2).mean()
+
+    def data(n, g):
+        return torch.randn(n, 2, generator=g)
+
+    plain, _ = fit(make(), loss_fn, data, steps=1, batch=8, lr=0.1, ema_decay=0.9995)
+    warm, _ = fit(m := make(), loss_fn, data, steps=1, batch=8, lr=0.1, ema_decay=0.9995, ema_warmup=True)
+    trained = m.weight.detach()
+    assert torch.allclose(warm.weight, 0.1 * init + 0.9 * trained)
+    assert torch.allclose(plain.weight, 0.9995 * init + 0.0005 * trained)
+    assert R.ARMS["release"]["ema_warmup"] and R.ARMS["batch 128"]["ema_warmup"]

@@ -50,12 +50,13 @@ SMALL_UNET = dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=
 TIME_SCALE = 250.0
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 
-#: The arms: batch, learning rate, EMA decay ("auto": a half-life of a tenth of the steps), parameterisation,
+#: The arms: batch, learning rate, EMA decay ("auto": a half-life of a tenth of the steps; with ema_warmup the
+#: release loop's min(decay, (1 + i) / (10 + i)) at step i), parameterisation,
 #: noise levels in training ("linear"/"cosine": DDPM's T = 1000 table, t uniform; "lognormal": EDM's
 #: ln sigma ~ N(-1.2, 1.2^2)). "release" is the shipped model's recipe, scaled to the study's images.
 ARMS: dict[str, dict] = {
-    "release": dict(batch=1024, lr=5e-4, ema=0.9995, param="eps", levels="linear"),
-    "batch 128": dict(batch=128, lr=5e-4, ema=0.9995, param="eps", levels="linear"),
+    "release": dict(batch=1024, lr=5e-4, ema=0.9995, ema_warmup=True, param="eps", levels="linear"),
+    "batch 128": dict(batch=128, lr=5e-4, ema=0.9995, ema_warmup=True, param="eps", levels="linear"),
     "batch 128, EMA for the steps": dict(batch=128, lr=5e-4, ema="auto", param="eps", levels="linear"),
     "batch 128, EMA, lr 2e-3": dict(batch=128, lr=2e-3, ema="auto", param="eps", levels="linear"),
     "v-prediction": dict(batch=128, lr=2e-3, ema="auto", param="v", levels="linear"),
@@ -123,7 +124,8 @@ def train_arm(arm: dict, images: torch.Tensor, labels: torch.Tensor, n_images: i
 
     start = time.perf_counter()
     ema, losses = fit(unet, loss_fn, sample_data, steps=steps, batch=arm["batch"], lr=arm["lr"], seed=seed,
-                      ema_decay=ema_decay_for(arm, steps), warmup=max(1, steps // 20))
+                      ema_decay=ema_decay_for(arm, steps), warmup=max(1, steps // 20),
+                      ema_warmup=arm.get("ema_warmup", False))
     wall = time.perf_counter() - start
     tail = losses[-max(1, len(losses) // 10):]
     log = dict(steps=steps, images=steps * arm["batch"], ema_decay=ema_decay_for(arm, steps), train_s=round(wall, 1),

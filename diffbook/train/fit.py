@@ -14,11 +14,13 @@ from ..nets.gan2d import Discriminator2D, Generator2D
 
 
 def fit(model: torch.nn.Module, loss_fn, sample_data, *, steps: int = 2000, batch: int = 512, lr: float = 2e-3,
-        seed: int = 0, ema_decay: float | None = 0.99, warmup: int = 0):
+        seed: int = 0, ema_decay: float | None = 0.99, warmup: int = 0, ema_warmup: bool = False):
     """Train ``model`` by Adam on ``loss_fn(model, x0, generator)`` with fresh data ``sample_data(batch, generator)``.
 
     Returns ``(model_for_sampling, losses)``: the EMA copy of the weights when ``ema_decay`` is set (Polyak
-    averaging; Song & Ermon 2020 Technique 5), else the model itself; ``losses`` is the per-step loss list.
+    averaging; Song & Ermon 2020 Technique 5), else the model itself; ``losses`` is the per-step loss list. With
+    ``ema_warmup`` the decay at step i is min(ema_decay, (1 + i) / (10 + i)), as in the image models' training loop
+    (:mod:`diffbook.train.diffusion`), so the first weights are forgotten quickly.
     Seeded: the same seed and the same initial model give the same weights (seed the global RNG with
     ``torch.manual_seed`` before building the model to fix its initialisation too).
     """
@@ -30,7 +32,7 @@ def fit(model: torch.nn.Module, loss_fn, sample_data, *, steps: int = 2000, batc
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup) if warmup else 1.0)
     ema = copy.deepcopy(model).requires_grad_(False) if ema_decay else None
     losses = []
-    for _ in range(steps):
+    for i in range(steps):
         loss = loss_fn(model, sample_data(batch, g), g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -38,9 +40,10 @@ def fit(model: torch.nn.Module, loss_fn, sample_data, *, steps: int = 2000, batc
         sched.step()
         losses.append(loss.item())
         if ema is not None:
+            decay = min(ema_decay, (1 + i) / (10 + i)) if ema_warmup else ema_decay
             with torch.no_grad():
                 for pe, p in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(p, 1 - ema_decay)
+                    pe.lerp_(p, 1 - decay)
     out = ema if ema is not None else model
     return out.eval(), losses
 
