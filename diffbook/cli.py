@@ -75,6 +75,9 @@ SWEEPS = {
     "edm-churn": ("diffbook.eval.churn", "EDM's stochastic sampler against Heun and DPM-Solver++ on fmnist-ddpm"),
     "recipe": ("diffbook.eval.recipe_study", "training recipes compared at CPU scale (batch, lr, EMA, parameterisation, "
                                             "schedule)"),
+    "guidance": ("diffbook.eval.guidance_sweep", "classifier-free guidance weights on fmnist-ddpm, several seeds"),
+    "spelling": ("diffbook.eval.spelling", "the token- and character-level text-to-image models read by the OCR "
+                                           "model, on seen and held-out words"),
 }
 
 
@@ -101,8 +104,10 @@ def main(argv=None) -> int:
     s.add_argument("--nrow", type=int, default=None, help="images per row of the PNG grid (default: about sqrt(n))")
     s.add_argument("--out", required=True, help="output file: .png (a grid), .npy or .pt (the images in [-1, 1])")
     t = sub.add_parser("train", help="train one model (resumes from OUT/checkpoint.pt if present)")
-    t.add_argument("model", help="fmnist-ddpm, fmnist-ncsn, fmnist-gan, fmnist-fast (distils fmnist-ddpm) or fmnist-flow (a rectified flow)")
-    t.add_argument("--config", default="smoke", choices=["smoke", "release"])
+    t.add_argument("model", help="fmnist-ddpm, fmnist-ncsn, fmnist-gan, fmnist-fast (distils fmnist-ddpm), fmnist-flow "
+                   "(a rectified flow), or the spelling experiment's text-token, text-char, text-ocr")
+    t.add_argument("--config", default="smoke",
+                   help="smoke (CPU, seconds), release (GPU) or another config the model lists (text-token: cpu)")
     t.add_argument("--out", default="runs", help="output folder for weights, card, log and checkpoint")
     t.add_argument("--steps", type=int, default=None, help="override the number of steps (disables the time budget)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")

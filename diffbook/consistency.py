@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from .checks import check_batch_sigma, check_nfe, check_positive, check_sigmas, check_tensor, per_sample
+from .preconditioning import Scalings, edm_scalings, precondition
 
 __all__ = ["consistency_scalings", "consistency_function", "consistency_sigmas", "consistency_distillation_loss",
            "consistency_training_loss", "sample_consistency"]
@@ -52,24 +53,29 @@ def consistency_scalings(sigma: torch.Tensor, sigma_min: float, sigma_data: floa
 def consistency_function(net, sigma_min: float = 0.002, sigma_data: float = 0.5):
     """The consistency function f(x, sigma) = c_skip x + c_out net(c_in x, c_noise) of a network ``net(x, c, **cond)``.
 
-    Implements Eq. (cm-param) with EDM's c_in = 1 / sqrt(sigma^2 + sigma_data^2) and c_noise = ln(sigma) / 4. At
-    sigma = sigma_min it returns x itself, bit for bit, whatever the network computes (its output is multiplied by
-    0 and so must be finite). Levels below sigma_min are an error. Keeps ``net``, ``sigma_min`` and ``sigma_data``.
+    Implements Eq. (cm-param): the preconditioned denoiser of Eq. (precond-denoiser)
+    (:func:`diffbook.preconditioning.precondition`) with the shifted c_skip, c_out of :func:`consistency_scalings`
+    and EDM's c_in = 1 / sqrt(sigma^2 + sigma_data^2) and c_noise = ln(sigma) / 4. At sigma = sigma_min it returns
+    x itself, bit for bit, whatever the network computes (its output is multiplied by 0 and so must be finite).
+    Levels below sigma_min are an error. Keeps ``net``, ``sigma_min`` and ``sigma_data``.
     """
     sigma_min = check_positive("sigma_min", sigma_min)
     sigma_data = check_positive("sigma_data", sigma_data)
     if not callable(net):
         raise TypeError(f"net must be callable as net(x, c_noise, **cond), got {type(net).__name__}.")
 
+    def scalings(sigma):
+        edm = edm_scalings(sigma, sigma_data)
+        return Scalings(*consistency_scalings(sigma, sigma_min, sigma_data), edm.c_in, edm.c_noise)
+
+    denoiser = precondition(net, scalings)
+
     def f(x, sigma, **cond):
         sigma = check_batch_sigma(x, sigma)
         if (sigma < sigma_min).any():
             raise ValueError(f"a consistency function is defined for sigma >= sigma_min = {sigma_min}, got "
                              f"{sigma.min().item()}.")
-        c_skip, c_out = consistency_scalings(sigma, sigma_min, sigma_data)
-        out = net(x * per_sample((sigma**2 + sigma_data**2).rsqrt(), x), sigma.log() / 4, **cond)
-        out = out.sample if hasattr(out, "sample") else out
-        return per_sample(c_skip, x) * x + per_sample(c_out, x) * out.to(x.dtype)
+        return denoiser(x, sigma, **cond)
 
     f.net, f.sigma_min, f.sigma_data = net, sigma_min, sigma_data
     return f

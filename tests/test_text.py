@@ -204,30 +204,66 @@ def test_ocr_targets_and_reading():
 
 
 def test_shipped_ocr_reads_renders_above_the_bar():
-    """The shipped OCR model reads clean renders of fresh random strings with >= 98% exact-word accuracy."""
+    """The shipped OCR model reads clean renders of fresh random strings with >= 98% exact-word accuracy, and
+    ``diffbook.load`` returns the same judge as ``load_text_model``."""
+    import diffbook
     from diffbook.eval.spelling import spelling_scores
-    from diffbook.zoo.registry import read_registry
-    from diffbook.zoo.text import load_text_model
+    from diffbook.zoo.text import OCRModel, load_text_model
 
-    if "text-ocr" not in read_registry():
-        pytest.skip("text-ocr is not in the shipped zoo yet (train it: python -m diffbook train text-ocr)")
     ocr = load_text_model("text-ocr")
+    assert isinstance(diffbook.load("text-ocr"), OCRModel)
     words = random_strings(500, torch.Generator().manual_seed(99))
     scores = spelling_scores(ocr.net, words, render_words(words))
     assert scores["word_accuracy"] >= 0.98 and scores["char_accuracy"] >= 0.99, scores
 
 
 # ------------------------------------------------------------------------------------------------ training
-def test_smoke_training_writes_a_loadable_text_model(tmp_path, monkeypatch):
+def test_text_models_are_registered_training_recipes():
     from diffbook.train import recipes
-    from diffbook.train.loop import train
-    from diffbook.train.text2img import TEXT_CONFIGS, TextDiffusionObjective
-    from diffbook.zoo.text import load_text_model
+    from diffbook.train.ocr import OCRObjective
+    from diffbook.train.text2img import TextDiffusionObjective
 
-    monkeypatch.setitem(recipes.CONFIGS, "text-char", TEXT_CONFIGS["text-char"])
-    monkeypatch.setitem(recipes.OBJECTIVES, "text-char", TextDiffusionObjective)
+    for name in ("text-token", "text-char"):
+        assert recipes.objective_class(name) is TextDiffusionObjective
+        assert {"smoke", "cpu", "release"} <= set(recipes.CONFIGS[name])
+    assert recipes.objective_class("text-ocr") is OCRObjective
+    # the two models of the experiment differ in the encoder's kind only
+    a, b = recipes.get_config("text-token", "cpu"), recipes.get_config("text-char", "cpu")
+    assert a.pop("kind") == "token" and b.pop("kind") == "char" and a == b
+
+
+def test_smoke_training_writes_a_loadable_text_model(tmp_path):
+    import diffbook
+    from diffbook.train.loop import train
+    from diffbook.zoo.text import TextToImageModel, load_text_model
+
     card = train("text-char", "smoke", tmp_path, steps=2)
+    assert isinstance(diffbook.load("text-char", tmp_path), TextToImageModel)
     assert card["arch"] == "text-unet" and card["steps"] == 2 and "words" in card["data"]
     model = load_text_model("text-char", tmp_path)
     images = model.sample(["cat", "qzx"], guidance=1.0, steps=2)
     assert images.shape == (2, 1, 16, 48) and images.abs().max() <= 1
+
+
+def test_shipped_spelling_results_are_complete_with_provenance():
+    """The spelling sweep shipped with the book: every model, word set and seed, consistent with its own settings,
+    and the judge's ceiling on clean renders above the bar."""
+    from diffbook.data.words import SETS, word_sets
+    from diffbook.eval.spelling import MODELS, decode_images
+    from diffbook.zoo import results
+
+    res = results.load("spelling")   # python -m diffbook sweep spelling
+    for key in ("command", "commit", "device", "date", "wall_s", "settings", "rows", "cards"):
+        assert key in res, key
+    seeds = res["settings"]["seeds"]
+    assert len(seeds) >= 3
+    assert {(r["model"], r["set"], r["seed"]) for r in res["rows"]} == {
+        (m, s, seed) for m in MODELS for s in SETS for seed in seeds}
+    assert res["sets"] == {k: list(v) for k, v in word_sets(res["settings"]["word_seed"]).items() if k in SETS}
+    assert all(v["word_accuracy"] >= 0.99 for v in res["ocr_on_renders"].values())
+    for r in res["rows"]:
+        # a word read exactly has all its letters right: word accuracy <= character accuracy
+        assert 0 <= r["word_accuracy"] <= r["char_accuracy"] + 1e-9 and r["char_accuracy"] <= 1
+        assert r["n_words"] == len(res["sets"][r["set"]])
+    g = res["gallery"]["text-char/seen"]
+    assert decode_images(g["images"], (len(g["words"]), 1, 16, 48)).abs().max() <= 1

@@ -1,6 +1,6 @@
 """The guidance sweep: classifier-free guidance weights w on ``fmnist-ddpm``, measured with several seeds.
 
-``python -m diffbook.eval.guidance_sweep`` (the lead developer registers it as ``python -m diffbook guidance-sweep``)
+``python -m diffbook sweep guidance``
 samples N images per weight and seed, all weights from the SAME noise and labels within a seed (so differences
 between weights are paired), and measures each set against N real test images (a different slice per seed):
 the Frechet distance beside the real-vs-real floor, precision/recall (k = 3), density/coverage (k = 5) and the
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     run_sweep(a.out, n=a.n, seeds=tuple(a.seeds), weights=tuple(a.weights),
               intervals=tuple((w, *INTERVAL) for w in a.interval), batch=a.batch, threads=a.threads,
-              command=f"python -m diffbook.eval.guidance_sweep {argv_text}".strip())
+              command=f"python -m diffbook sweep guidance {argv_text}".strip())
     return 0
 
 

@@ -1,7 +1,7 @@
 """The measurements of the spelling experiment: how often a text-to-image model writes the word it was asked for,
 read by the OCR model, on seen and held-out words, for several sampling seeds.
 
-``python -m diffbook.eval.spelling --root ZOO`` (the lead developer registers it as ``python -m diffbook spelling``)
+``python -m diffbook sweep spelling --root ZOO``
 loads ``text-token``, ``text-char`` and ``text-ocr`` from the zoo folder ZOO (default: the shipped zoo), and writes
 ``diffbook/zoo/results/spelling.json``: the OCR's own accuracy on clean renders of every word set (its ceiling),
 then for each model, word set (:data:`diffbook.data.words.SETS`) and seed the exact-word accuracy (all four slots
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     run_spelling(a.out, root=a.root, seeds=tuple(a.seeds), guidance=a.guidance, steps=a.steps,
-                 command=f"python -m diffbook.eval.spelling {argv_text}".strip())
+                 command=f"python -m diffbook sweep spelling {argv_text}".strip())
     return 0
 
 

@@ -28,7 +28,8 @@ OCR_CONFIGS = {
     "text-ocr": {
         "release": dict(channels=(32, 64, 96), batch=256, lr=2e-3, warmup=50, steps=3000, time_budget_s=120,
                         ckpt_every=500, seed=11, n_eval=2000),
-        # what ran on the CPU for the shipped model is the release config with --set steps=600 batch=64
+        # what ran on the CPU for the shipped model: the release config with
+        # --set steps=400 batch=64 ckpt_every=50 time_budget_s=null (its card's train_config)
         "smoke": dict(channels=(8, 8, 8), batch=8, lr=2e-3, warmup=2, steps=4, time_budget_s=None, ckpt_every=2,
                       seed=11, n_eval=40),
     },

@@ -14,6 +14,8 @@ from .distill import DistillObjective
 from .flow import FLOW_CONFIGS, FlowObjective
 from .gan import GANObjective
 from .objective import Objective
+from .ocr import OCR_CONFIGS, OCRObjective
+from .text2img import TEXT_CONFIGS, TextDiffusionObjective
 
 # A ~3.7M-parameter UNet for 32x32 Fashion-MNIST (diffusers UNet2DModel), and a smaller one for smoke runs.
 UNET_DDPM = dict(block_out_channels=(32, 64, 128), layers_per_block=2, num_class_embeds=11)
@@ -59,6 +61,10 @@ CONFIGS: dict[str, dict[str, dict]] = {
     },
     # A rectified flow with fmnist-ddpm's U-Net and budget (diffbook.flow, diffbook.train.flow).
     **FLOW_CONFIGS,
+    # The spelling experiment (diffbook.train.text2img, diffbook.train.ocr): two text-to-image models that differ
+    # only in the text encoder (CLIP BPE tokens or characters), and the OCR model that judges their spelling.
+    **TEXT_CONFIGS,
+    **OCR_CONFIGS,
 }
 
 
@@ -69,6 +75,9 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "fmnist-gan": GANObjective,
     "fmnist-fast": DistillObjective,
     "fmnist-flow": FlowObjective,
+    "text-token": TextDiffusionObjective,
+    "text-char": TextDiffusionObjective,
+    "text-ocr": OCRObjective,
 }
 
 

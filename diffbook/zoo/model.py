@@ -356,12 +356,18 @@ def load(name: str, root: str | Path | None = None, device=None):
     """Load a model of the zoo (``diffbook/zoo/weights``, or the zoo folder ``root``), SHA-256 checked.
 
     Returns a :class:`DiffusionModel` (fmnist-ddpm, fmnist-ncsn, fmnist-fast), a :class:`GeneratorModel`
-    (fmnist-gan) or a :class:`ClassifierModel` (fmnist-clf), on ``device`` (default CPU), in eval mode.
+    (fmnist-gan), a :class:`ClassifierModel` (fmnist-clf), or the spelling experiment's
+    :class:`~diffbook.zoo.text.TextToImageModel` (text-token, text-char) and :class:`~diffbook.zoo.text.OCRModel`
+    (text-ocr), on ``device`` (default CPU), in eval mode.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a model name (a string), got {type(name).__name__}; the zoo has: "
                         f"{', '.join(read_registry(root))}.")
     net, card = load_network(name, root, device)
+    if card.get("arch") in ("text-unet", "ocr"):
+        from .text import OCRModel, TextToImageModel
+
+        return (OCRModel if card["arch"] == "ocr" else TextToImageModel)(name, net, card)
     if card.get("arch") == "classifier":
         return ClassifierModel(name, net, card)
     if card.get("parameterisation") == "generator":

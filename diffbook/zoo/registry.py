@@ -129,6 +129,14 @@ def build(card: dict) -> torch.nn.Module:
         from ..nets.gan import build_generator
 
         return build_generator(card["config"])
+    if arch == "text-unet":
+        from ..nets.text_encoders import TextUNet
+
+        return TextUNet(**card["config"])
+    if arch == "ocr":
+        from ..nets.ocr import SlotOCR
+
+        return SlotOCR(**card["config"])
     raise ZooError(f"model card names an unknown architecture {arch!r}; upgrade diffbook.")
 
 

@@ -2,7 +2,7 @@
 ``.sample(prompts)``, and the OCR model ``text-ocr`` with ``.read(images)``.
 
 ``load_text_model(name, root)`` loads either (SHA-256 checked, like every model of the zoo); ``diffbook.load``
-returns the same objects once the lead developer's dispatch is in place (cards with ``arch`` "text-unet" or "ocr").
+returns the same objects for cards with ``arch`` "text-unet" or "ocr".
 """
 
 from __future__ import annotations
@@ -13,22 +13,16 @@ from ..denoisers import from_eps_model
 from ..guidance import cfg
 from ..samplers import SAMPLERS
 from ..schedules import alpha_bar_to_sigma, betas_to_alpha_bar, karras_sigmas, linear_betas, vp_prior_std
-from .registry import ZooError, load_state
+from .registry import ZooError, build, load_state
 
 __all__ = ["TextToImageModel", "OCRModel", "load_text_model", "build_text_network"]
 
 
 def build_text_network(card: dict) -> torch.nn.Module:
     """The untrained network of a text model's card (``arch`` "text-unet" or "ocr")."""
-    if card.get("arch") == "text-unet":
-        from ..nets.text_encoders import TextUNet
-
-        return TextUNet(**card["config"])
-    if card.get("arch") == "ocr":
-        from ..nets.ocr import SlotOCR
-
-        return SlotOCR(**card["config"])
-    raise ZooError(f"{card.get('name')!r} is not a model of the spelling experiment (arch {card.get('arch')!r}).")
+    if card.get("arch") not in ("text-unet", "ocr"):
+        raise ZooError(f"{card.get('name')!r} is not a model of the spelling experiment (arch {card.get('arch')!r}).")
+    return build(card)
 
 
 class TextToImageModel:
