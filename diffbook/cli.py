@@ -76,6 +76,8 @@ SWEEPS = {
     "recipe": ("diffbook.eval.recipe_study", "training recipes compared at CPU scale (batch, lr, EMA, parameterisation, "
                                             "schedule)"),
     "guidance": ("diffbook.eval.guidance_sweep", "classifier-free guidance weights on fmnist-ddpm, several seeds"),
+    "latent": ("diffbook.eval.latent_study", "the latent diffusion model beside pixel models: quality, the "
+                                             "autoencoder's floor, training and sampling costs"),
     "spelling": ("diffbook.eval.spelling", "the token- and character-level text-to-image models read by the OCR "
                                            "model, on seen and held-out words"),
 }

@@ -13,6 +13,7 @@ from .diffusion import DDPMObjective, NCSNObjective
 from .distill import DistillObjective
 from .flow import FLOW_CONFIGS, FlowObjective
 from .gan import GANObjective
+from .latent import LATENT_CONFIGS, LATENT_OBJECTIVES, PIXEL_TWIN_UNET
 from .objective import Objective
 from .ocr import OCR_CONFIGS, OCRObjective
 from .text2img import TEXT_CONFIGS, TextDiffusionObjective
@@ -29,6 +30,10 @@ CONFIGS: dict[str, dict[str, dict]] = {
                         ema_decay=0.9995, label_drop=0.1, T=1000, ckpt_every=500, seed=0, compile=True),
         "smoke": dict(unet={**UNET_TINY, "num_class_embeds": 11}, batch=16, lr=1e-3, warmup=2, steps=6,
                       time_budget_s=None, ema_decay=0.9, label_drop=0.1, T=1000, ckpt_every=2, seed=0),
+        # The latent model's U-Net on pixels, on the CPU with a 45-minute budget (chapter 5's pixels-vs-latents
+        # comparison; not shipped). Its speed over steps 10-60 planned 394 steps, which took 36 minutes.
+        "pixel-twin": dict(unet=PIXEL_TWIN_UNET, batch=64, lr=1e-3, warmup=100, steps=100000, time_budget_s=2700,
+                           ema_decay=0.999, label_drop=0.1, T=1000, ckpt_every=50, seed=33),
     },
     "fmnist-ncsn": {
         "release": dict(unet=UNET_NCSN, batch=1024, lr=5e-4, warmup=200, steps=6000, time_budget_s=100,
@@ -65,6 +70,8 @@ CONFIGS: dict[str, dict[str, dict]] = {
     # only in the text encoder (CLIP BPE tokens or characters), and the OCR model that judges their spelling.
     **TEXT_CONFIGS,
     **OCR_CONFIGS,
+    # The latent diffusion model (diffbook.train.latent): a tiny AutoencoderKL and a DDPM in its 4x8x8 latents.
+    **LATENT_CONFIGS,
 }
 
 
@@ -78,6 +85,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "text-token": TextDiffusionObjective,
     "text-char": TextDiffusionObjective,
     "text-ocr": OCRObjective,
+    **LATENT_OBJECTIVES,
 }
 
 

@@ -1,8 +1,9 @@
 """The latent diffusion model as an object: ``fmnist-ldm`` samples 4x8x8 latents with any sampler of
 :mod:`diffbook.samplers` (classifier-free guidance as for ``fmnist-ddpm``) and decodes them with ``fmnist-vae``.
 
-``load_latent_model(root)`` loads both (SHA-256 checked) and checks that the autoencoder is the one the diffusion
-model was trained with (its card records the autoencoder's hash).
+``load_latent_model(root)`` (or ``diffbook.load("fmnist-ldm")``) loads both (SHA-256 checked) and checks that the
+autoencoder is the one the diffusion model was trained with (its card records the autoencoder's hash);
+``diffbook.load("fmnist-vae")`` gives the autoencoder alone as an :class:`AutoencoderModel`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ..samplers import SAMPLERS
 from ..schedules import alpha_bar_to_sigma, betas_to_alpha_bar, karras_sigmas, linear_betas, vp_prior_std
 from .registry import ZooError, load_state, read_registry
 
-__all__ = ["LatentDiffusionModel", "load_latent_model", "load_autoencoder"]
+__all__ = ["LatentDiffusionModel", "AutoencoderModel", "load_latent_model", "load_autoencoder"]
 
 
 def load_autoencoder(name: str = "fmnist-vae", root=None):
@@ -28,32 +29,82 @@ def load_autoencoder(name: str = "fmnist-vae", root=None):
     return vae.eval().requires_grad_(False), card
 
 
-class LatentDiffusionModel:
-    """``.denoiser`` (in latent space), ``.encode(images)``, ``.decode(latents)`` and ``.sample(n, ...)``."""
+class _Shipped:
+    """name, network (eval mode), card, device and ``.to(device)``, as every model object of the zoo has."""
 
-    def __init__(self, name: str, net: torch.nn.Module, card: dict, vae, vae_card: dict):
-        self.name, self.net, self.card, self.vae, self.vae_card = name, net, card, vae, vae_card
-        alpha_bar = betas_to_alpha_bar(linear_betas(card["T"], card["beta_start"], card["beta_end"]))
-        sig = alpha_bar_to_sigma(alpha_bar)
-        self.denoiser, self.scale = from_eps_model(net, alpha_bar), float(vae_card["scale"])
-        self.sigma_min, self.sigma_max = float(sig[0]), float(sig[-1])
-        self.prior_std, self.null_class = vp_prior_std(self.sigma_max), int(card["null_class"])
-        c = card["config"]
-        self.latent_shape = (int(c["in_channels"]), int(c["sample_size"]), int(c["sample_size"]))
+    def __init__(self, name: str, net: torch.nn.Module, card: dict):
+        self.name, self.net, self.card = name, net, card
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device):
+        """Move the network(s) to ``device``; returns the model."""
+        self.net.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.net.parameters())
+        return (f"<{type(self).__name__} {self.name!r}: {self.card.get('arch')}, {n / 1e6:.2f}M parameters, "
+                f"trained on {self.card.get('device', '?')}>")
+
+
+class AutoencoderModel(_Shipped):
+    """The autoencoder ``fmnist-vae``: ``.encode(images)`` -> scaled latents, ``.decode(latents)`` -> images and
+    ``.reconstruct(images)``; ``.scale`` is the card's latent scale (unit standard deviation on training images)."""
+
+    def __init__(self, name: str, net: torch.nn.Module, card: dict):
+        super().__init__(name, net, card)
+        self.scale = float(card["scale"])
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [B, 1, 32, 32] in [-1, 1] -> scaled latents [B, 4, 8, 8]."""
+        """Images [B, 1, 32, 32] in [-1, 1] -> scaled latents [B, 4, 8, 8] (the encoder's posterior mean)."""
         from ..nets.autoencoder import encode
 
-        return encode(self.vae, images, self.scale)
+        return encode(self.net, images, self.scale)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents [B, 4, 8, 8] -> images [B, 1, 32, 32] clamped to [-1, 1]."""
         from ..nets.autoencoder import decode
 
-        return decode(self.vae, latents, self.scale).clamp(-1, 1)
+        return decode(self.net, latents, self.scale).clamp(-1, 1)
+
+    def reconstruct(self, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+        """decode(encode(images)), in batches: what the latent model could give back at best."""
+        return torch.cat([self.decode(self.encode(images[i:i + batch])) for i in range(0, images.shape[0], batch)])
+
+
+class LatentDiffusionModel(_Shipped):
+    """``.denoiser`` (in latent space), ``.encode(images)``, ``.decode(latents)`` and ``.sample(n, ...)``;
+    ``.autoencoder`` is the :class:`AutoencoderModel` (``.vae`` and ``.vae_card`` its network and card)."""
+
+    def __init__(self, name: str, net: torch.nn.Module, card: dict, autoencoder: AutoencoderModel):
+        super().__init__(name, net, card)
+        self.autoencoder, self.vae, self.vae_card = autoencoder, autoencoder.net, autoencoder.card
+        alpha_bar = betas_to_alpha_bar(linear_betas(card["T"], card["beta_start"], card["beta_end"]))
+        sig = alpha_bar_to_sigma(alpha_bar)
+        self.denoiser, self.scale = from_eps_model(net, alpha_bar), autoencoder.scale
+        self.sigma_min, self.sigma_max = float(sig[0]), float(sig[-1])
+        self.prior_std, self.null_class = vp_prior_std(self.sigma_max), int(card["null_class"])
+        c = card["config"]
+        self.latent_shape = (int(c["in_channels"]), int(c["sample_size"]), int(c["sample_size"]))
+
+    def to(self, device):
+        """Move the latent U-Net and the autoencoder to ``device``; returns the model."""
+        self.net.to(device)
+        self.autoencoder.to(device)
+        return self
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 1, 32, 32] in [-1, 1] -> scaled latents [B, 4, 8, 8] (:meth:`AutoencoderModel.encode`)."""
+        return self.autoencoder.encode(images)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents [B, 4, 8, 8] -> images clamped to [-1, 1] (:meth:`AutoencoderModel.decode`)."""
+        return self.autoencoder.decode(latents)
 
     @torch.no_grad()
     def sample(self, n: int = 16, *, labels=None, guidance: float = 0.0, sampler: str = "dpmpp_2m", steps: int = 10,
@@ -65,15 +116,18 @@ class LatentDiffusionModel:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
         if noise is None:
             noise = torch.randn(n, *self.latent_shape, generator=torch.Generator().manual_seed(seed))
+        dev = self.device
+        noise = noise.to(dev)
         n = noise.shape[0]
         labels = torch.arange(n) % self.null_class if labels is None else torch.as_tensor(labels).expand(n)
-        sigmas = karras_sigmas(self.sigma_min, self.sigma_max, steps).float()
+        labels = labels.to(dev)
+        sigmas = karras_sigmas(self.sigma_min, self.sigma_max, steps).float().to(dev)
         latents = []
         for i in range(0, n, batch):
             b = min(batch, n - i)
             d = self.denoiser
             if guidance:
-                d = cfg(d, guidance, {"class_labels": torch.full((b,), self.null_class)})
+                d = cfg(d, guidance, {"class_labels": torch.full((b,), self.null_class, device=dev)})
             x = noise[i:i + b] * self.prior_std
             latents.append(SAMPLERS[sampler](d, x, sigmas, cond={"class_labels": labels[i:i + b]}))
         z = torch.cat(latents)
@@ -81,7 +135,7 @@ class LatentDiffusionModel:
         return (images, z) if return_latents else images
 
 
-def load_latent_model(name: str = "fmnist-ldm", root=None) -> LatentDiffusionModel:
+def load_latent_model(name: str = "fmnist-ldm", root=None, device=None) -> LatentDiffusionModel:
     """Load the latent diffusion model and its autoencoder from a zoo folder (default: the shipped one)."""
     from ..nets.unet import make_unet
 
@@ -97,4 +151,5 @@ def load_latent_model(name: str = "fmnist-ldm", root=None) -> LatentDiffusionMod
                        f"{vae_name} has {str(actual)[:12]}...; retrain one of them.")
     net = make_unet(**card["config"])
     net.load_state_dict(state)
-    return LatentDiffusionModel(name, net.eval(), card, vae, vae_card)
+    autoencoder = AutoencoderModel(vae_name, vae, vae_card)
+    return LatentDiffusionModel(name, net.eval(), card, autoencoder).to(device or "cpu")

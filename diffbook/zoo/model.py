@@ -356,7 +356,9 @@ def load(name: str, root: str | Path | None = None, device=None):
     """Load a model of the zoo (``diffbook/zoo/weights``, or the zoo folder ``root``), SHA-256 checked.
 
     Returns a :class:`DiffusionModel` (fmnist-ddpm, fmnist-ncsn, fmnist-fast), a :class:`GeneratorModel`
-    (fmnist-gan), a :class:`ClassifierModel` (fmnist-clf), or the spelling experiment's
+    (fmnist-gan), a :class:`ClassifierModel` (fmnist-clf), the latent diffusion model's
+    :class:`~diffbook.zoo.latent.LatentDiffusionModel` (fmnist-ldm) and :class:`~diffbook.zoo.latent.AutoencoderModel`
+    (fmnist-vae), or the spelling experiment's
     :class:`~diffbook.zoo.text.TextToImageModel` (text-token, text-char) and :class:`~diffbook.zoo.text.OCRModel`
     (text-ocr), on ``device`` (default CPU), in eval mode.
     """
@@ -370,6 +372,10 @@ def load(name: str, root: str | Path | None = None, device=None):
         return (OCRModel if card["arch"] == "ocr" else TextToImageModel)(name, net, card)
     if card.get("arch") == "classifier":
         return ClassifierModel(name, net, card)
+    if card.get("arch") == "autoencoder-kl" or card.get("latent"):
+        from .latent import AutoencoderModel, load_latent_model
+
+        return AutoencoderModel(name, net, card) if card.get("latent") is None else load_latent_model(name, root, device)
     if card.get("parameterisation") == "generator":
         return GeneratorModel(name, net, card)
     return DiffusionModel(name, net, card)

@@ -137,6 +137,10 @@ def build(card: dict) -> torch.nn.Module:
         from ..nets.ocr import SlotOCR
 
         return SlotOCR(**card["config"])
+    if arch == "autoencoder-kl":
+        from ..nets.autoencoder import make_autoencoder
+
+        return make_autoencoder(**card["config"])
     raise ZooError(f"model card names an unknown architecture {arch!r}; upgrade diffbook.")
 
 
