@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..data.fashion import load_fashion_mnist
 from ..losses import ddpm_eps_loss
 from ..nets.classifier import extract_features, predict_from_features
+from ..nets.unet import n_params
 from ..schedules import betas_to_alpha_bar, linear_betas
 from ..train.provenance import device_name, git_commit
 from ..zoo.model import load
@@ -77,10 +78,6 @@ def training_record(card: dict) -> dict:
     if rec["steps"] and rec["batch"]:
         rec["images_seen"] = int(rec["steps"]) * int(rec["batch"])
     return rec
-
-
-def _n_params(net) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 @torch.no_grad()
@@ -144,15 +141,15 @@ def run_study(out, *, n: int = 200, seeds=(0, 1, 2), twin_root=None, root=None, 
             atomic_write_json(Path(out), res)
 
     ldm = models["fmnist-ldm"]
-    costs = {"fmnist-vae": dict(params=_n_params(vae.net), record=training_record(vae.card))}
+    costs = {"fmnist-vae": dict(params=n_params(vae.net), record=training_record(vae.card))}
     encode = (lambda b: vae.encode(train_x[torch.randint(0, train_x.shape[0], (b,))]))
     pixels = (lambda b: train_x[torch.randint(0, train_x.shape[0], (b,))])
-    costs["fmnist-ldm"] = dict(params=_n_params(ldm.net), record=training_record(ldm.card),
+    costs["fmnist-ldm"] = dict(params=n_params(ldm.net), record=training_record(ldm.card),
                                train_img_s=round(train_images_per_second(ldm.net, encode), 1),
                                train_img_s_unet_only=round(train_images_per_second(
                                    ldm.net, lambda b: torch.randn(b, *ldm.latent_shape)), 1))
     for name in [m for m in models if m != "fmnist-ldm"]:
-        costs[name] = dict(params=_n_params(models[name].net), record=training_record(models[name].card),
+        costs[name] = dict(params=n_params(models[name].net), record=training_record(models[name].card),
                            train_img_s=round(train_images_per_second(models[name].net, pixels), 1))
     res["costs"] = costs
     res["wall_s"] = round(time.perf_counter() - t_start, 1)

@@ -14,19 +14,15 @@ from ..denoisers import from_eps_model
 from ..guidance import cfg
 from ..samplers import SAMPLERS
 from ..schedules import alpha_bar_to_sigma, betas_to_alpha_bar, karras_sigmas, linear_betas, vp_prior_std
-from .registry import ZooError, load_state, read_registry
+from .registry import ZooError, load_network, read_registry
 
-__all__ = ["LatentDiffusionModel", "AutoencoderModel", "load_latent_model", "load_autoencoder"]
+__all__ = ["LatentDiffusionModel", "AutoencoderModel", "latent_model", "load_latent_model", "load_autoencoder"]
 
 
 def load_autoencoder(name: str = "fmnist-vae", root=None):
-    """The autoencoder (eval mode) and its card."""
-    from ..nets.autoencoder import make_autoencoder
-
-    state, card = load_state(name, root)
-    vae = make_autoencoder(**card["config"])
-    vae.load_state_dict(state)
-    return vae.eval().requires_grad_(False), card
+    """The autoencoder network (eval mode, frozen) and its card."""
+    vae, card = load_network(name, root)
+    return vae.requires_grad_(False), card
 
 
 class _Shipped:
@@ -135,21 +131,23 @@ class LatentDiffusionModel(_Shipped):
         return (images, z) if return_latents else images
 
 
-def load_latent_model(name: str = "fmnist-ldm", root=None, device=None) -> LatentDiffusionModel:
-    """Load the latent diffusion model and its autoencoder from a zoo folder (default: the shipped one)."""
-    from ..nets.unet import make_unet
-
-    state, card = load_state(name, root)
+def latent_model(name: str, net: torch.nn.Module, card: dict, root=None, device=None) -> LatentDiffusionModel:
+    """The latent diffusion model around its loaded U-Net ``net`` and ``card``, with the autoencoder the card names
+    (from the same zoo folder), refusing an autoencoder other than the one it was trained with."""
     latent = card.get("latent")
     if not latent:
         raise ZooError(f"{name!r} is not a latent diffusion model (its card has no 'latent' entry).")
     vae_name = latent.get("autoencoder_name", "fmnist-vae")
-    vae, vae_card = load_autoencoder(vae_name, root)
     expected, actual = latent.get("autoencoder_sha256"), read_registry(root).get(vae_name, {}).get("sha256")
     if expected and actual != expected:
         raise ZooError(f"{name!r} was trained with the autoencoder of SHA-256 {expected[:12]}..., but the zoo's "
                        f"{vae_name} has {str(actual)[:12]}...; retrain one of them.")
-    net = make_unet(**card["config"])
-    net.load_state_dict(state)
+    vae, vae_card = load_autoencoder(vae_name, root)
     autoencoder = AutoencoderModel(vae_name, vae, vae_card)
     return LatentDiffusionModel(name, net.eval(), card, autoencoder).to(device or "cpu")
+
+
+def load_latent_model(name: str = "fmnist-ldm", root=None, device=None) -> LatentDiffusionModel:
+    """Load the latent diffusion model and its autoencoder from a zoo folder (default: the shipped one)."""
+    net, card = load_network(name, root)
+    return latent_model(name, net, card, root, device)

@@ -373,9 +373,10 @@ def load(name: str, root: str | Path | None = None, device=None):
     if card.get("arch") == "classifier":
         return ClassifierModel(name, net, card)
     if card.get("arch") == "autoencoder-kl" or card.get("latent"):
-        from .latent import AutoencoderModel, load_latent_model
+        from .latent import AutoencoderModel, latent_model
 
-        return AutoencoderModel(name, net, card) if card.get("latent") is None else load_latent_model(name, root, device)
+        return AutoencoderModel(name, net, card) if card.get("latent") is None else latent_model(name, net, card, root,
+                                                                                                device)
     if card.get("parameterisation") == "generator":
         return GeneratorModel(name, net, card)
     return DiffusionModel(name, net, card)
